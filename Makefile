@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make demo` (train + evaluate MAML on navigation2d, CPU)
+# and `make test`. Both create .venv and install what is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+TORCH_VERSION ?= 2.13.0
+
+export PYGAME_HIDE_SUPPORT_PROMPT := 1
+export SDL_VIDEODRIVER ?= dummy
+export SDL_AUDIODRIVER ?= dummy
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned, so the CPU build already on this machine's disk is reused
+	# (an unpinned requirement could pull a multi-GB CUDA build).
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/metarl train --family navigation2d --algo maml --iterations 100 --seed 0 --out $(DEMO_DIR) --resume
+	$(BIN)/metarl evaluate $(DEMO_DIR) --test-tasks 40 --adapt-steps 3 --episodes 20 --json $(DEMO_DIR)/evaluation.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check metarl envs agents scripts tests
+
+bench: $(STAMP)
+	$(BIN)/metarl bench
+
+clean:
+	rm -rf $(VENV) runs

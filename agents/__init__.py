@@ -1,0 +1,1 @@
+"""Built-in meta-learners; importing this package registers them all."""

@@ -1,0 +1,144 @@
+"""Navigation2D: a point agent must find a goal it cannot see (the MAML paper's 2D navigation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.registry import register_family
+from metarl.rng import BatchRNG
+
+MAX_STEP = 0.1
+GOAL_RADIUS = 0.01
+TRAIN_HALF_WIDTH = 0.5
+OOD_HALF_WIDTH = 1.0
+
+
+@dataclass(frozen=True)
+class NavigationTask:
+    """A goal position in the plane."""
+
+    goal: tuple[float, float]
+
+    @property
+    def distance_from_start(self) -> float:
+        return float(np.hypot(*self.goal))
+
+
+class Navigation2DEnv(ArrayEnv):
+    """
+    ## Description
+    A point starts at the origin and moves in the plane; each task hides a goal position.
+    The agent observes only its own position, so it must discover the goal from the rewards
+    of its first episodes.
+
+    ## Action Space
+    `Box(-0.1, 0.1, (2,), float32)`: the displacement; larger actions are clipped.
+
+    ## Observation Space
+    | Num | Observation | Min  | Max |
+    |-----|-------------|------|-----|
+    | 0   | x position  | -Inf | Inf |
+    | 1   | y position  | -Inf | Inf |
+
+    ## Rewards
+    Minus the Euclidean distance to the goal after each move.
+
+    ## Episode End
+    Terminates within 0.01 of the goal; truncated after 100 steps (registration).
+
+    ## Arguments
+    `gymnasium.make("metarl/Navigation2D-v0", task={"goal": [0.3, -0.1]}, render_mode=...)`.
+    Training goals are uniform in [-0.5, 0.5]^2; the `ood` split puts them in
+    [-1, 1]^2 outside that square.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self.trail: list[np.ndarray] = []
+        obs, info = super().reset(seed=seed, options=options)
+        self.trail.append(obs.copy())
+        return obs, info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        result = super().step(action)
+        self.trail.append(result[0].copy())
+        return result
+
+    def draw(self, canvas: Any) -> None:
+        import pygame
+
+        width, height = canvas.get_size()
+        scale = min(width, height) / (2 * OOD_HALF_WIDTH * 1.1)
+
+        def to_pixels(point: np.ndarray) -> tuple[int, int]:
+            return int(width / 2 + point[0] * scale), int(height / 2 - point[1] * scale)
+
+        position = self.state["position"][0]
+        trail = getattr(self, "trail", [])
+        canvas.fill((245, 245, 240))
+        half = int(TRAIN_HALF_WIDTH * scale)
+        centre = to_pixels(np.zeros(2))
+        pygame.draw.rect(
+            canvas, (220, 225, 235), (centre[0] - half, centre[1] - half, 2 * half, 2 * half)
+        )
+        goal = to_pixels(np.asarray(self.task.goal))
+        pygame.draw.circle(canvas, (40, 170, 70), goal, max(6, int(0.05 * scale)))
+        pygame.draw.circle(canvas, (30, 120, 50), goal, max(6, int(0.05 * scale)), 2)
+        if len(trail) > 1:
+            pygame.draw.lines(canvas, (90, 110, 200), False, [to_pixels(p) for p in trail], 2)
+        pygame.draw.circle(canvas, (20, 40, 160), to_pixels(position), 6)
+        pygame.draw.circle(canvas, (80, 80, 80), centre, 3)
+
+
+class Navigation2D(ArrayFamily):
+    name = "navigation2d"
+    env_id = "metarl/Navigation2D-v0"
+    task_type = NavigationTask
+    max_episode_steps = 100
+    splits = ("test", "ood")
+    env_class = Navigation2DEnv
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Box(-MAX_STEP, MAX_STEP, shape=(2,), dtype=np.float32)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:
+        goals = rng.uniform(-TRAIN_HALF_WIDTH, TRAIN_HALF_WIDTH, size=(n, 2))
+        return [NavigationTask(goal=(float(x), float(y))) for x, y in goals]
+
+    def sample_ood_tasks(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:
+        tasks: list[NavigationTask] = []
+        while len(tasks) < n:
+            x, y = rng.uniform(-OOD_HALF_WIDTH, OOD_HALF_WIDTH, size=2)
+            if max(abs(x), abs(y)) > TRAIN_HALF_WIDTH:
+                tasks.append(NavigationTask(goal=(float(x), float(y))))
+        return tasks
+
+    def task_params(self, tasks: Sequence[NavigationTask]) -> Params:
+        return {"goal": np.array([task.goal for task in tasks], dtype=np.float64).reshape(-1, 2)}
+
+    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+        return {"position": np.zeros((rng.batch_size, 2))}
+
+    def transition(
+        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+    ) -> tuple[State, np.ndarray, np.ndarray]:
+        position = state["position"] + np.clip(action, -MAX_STEP, MAX_STEP)
+        distance = np.linalg.norm(position - params["goal"], axis=-1)
+        return {"position": position}, -distance, distance < GOAL_RADIUS
+
+    def observe(self, state: State, params: Params) -> np.ndarray:
+        return state["position"]
+
+
+register_family(Navigation2D.name, Navigation2D)

@@ -1,0 +1,208 @@
+"""Families whose dynamics are written once, as numpy array code over a batch.
+
+A family subclasses :class:`ArrayFamily` and implements four array functions (every array has a
+leading batch dimension ``B``):
+
+- ``task_params(tasks) -> dict[str, array[n_tasks, ...]]``: the tasks as arrays;
+- ``initial_state(params, rng) -> dict[str, array[B, ...]]``;
+- ``transition(state, action, params, rng) -> (state, reward[B], terminated[B])``;
+- ``observe(state, params) -> array[B, *obs_shape]``.
+
+From them it gets both a single Gymnasium env (:class:`ArrayEnv`, the batch of one) and a
+natively batched env (:class:`ArrayVectorEnv`), which therefore cannot disagree.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.family import TaskFamily
+from metarl.rng import BatchRNG
+from metarl.vector import BatchedEnv
+
+State = dict[str, np.ndarray]
+Params = dict[str, np.ndarray]
+
+
+class ArrayFamily(TaskFamily):
+    """A task family with batched array dynamics (see the module docstring)."""
+
+    observation_space: ClassVar[gym.spaces.Space]
+    action_space: ClassVar[gym.spaces.Space]
+    env_class: ClassVar[type[ArrayEnv]]
+    """The family's Gymnasium env class (documentation, metadata and drawing)."""
+
+    @abc.abstractmethod
+    def task_params(self, tasks: Sequence[Any]) -> Params:
+        """Stack the tasks' parameters into arrays with leading dimension ``len(tasks)``."""
+
+    @abc.abstractmethod
+    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+        """Start states for a batch."""
+
+    @abc.abstractmethod
+    def transition(
+        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+    ) -> tuple[State, np.ndarray, np.ndarray]:
+        """One step for a batch: next state, reward ``[B]`` and terminated ``[B]``."""
+
+    @abc.abstractmethod
+    def observe(self, state: State, params: Params) -> np.ndarray:
+        """Observations ``[B, *obs_shape]`` of a batch of states."""
+
+    def make_base_env(self, task: Any, render_mode: str | None = None) -> ArrayEnv:
+        return self.env_class(self, task, render_mode=render_mode)
+
+    def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> ArrayVectorEnv:
+        return ArrayVectorEnv(self, tasks, episodes_per_task)
+
+
+def _observation(family: ArrayFamily, state: State, params: Params) -> np.ndarray:
+    return family.observe(state, params).astype(family.observation_space.dtype, copy=False)
+
+
+class ArrayEnv(gym.Env):
+    """A single env that runs its family's array dynamics with a batch of one.
+
+    Family envs subclass it, add the Markdown docstring and implement :meth:`draw`.
+    ``reset(options={"task": task_or_dict})`` switches the task.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
+    render_size: tuple[int, int] = (400, 400)
+
+    def __init__(self, family: ArrayFamily, task: Any, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
+        self.family = family
+        self.observation_space = family.observation_space
+        self.action_space = family.action_space
+        self.render_mode = render_mode
+        self._set_task(task)
+        self._rng = BatchRNG(np.zeros(1, dtype=np.uint64))
+        self.state: State = family.initial_state(self.params, self._rng)
+        self._window: Any = None
+        self._clock: Any = None
+
+    def _set_task(self, task: Any) -> None:
+        self.task = self.family.coerce_task(task)
+        self.params = self.family.task_params([self.task])
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options and "task" in options:
+            self._set_task(options["task"])
+        key = seed if seed is not None else int(self.np_random.integers(2**63))
+        self._rng = BatchRNG(np.array([key], dtype=np.uint64))
+        self.state = self.family.initial_state(self.params, self._rng)
+        if self.render_mode == "human":
+            self.render()
+        return _observation(self.family, self.state, self.params)[0], {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        batch_action = np.asarray(action)[None]
+        self.state, reward, terminated = self.family.transition(
+            self.state, batch_action, self.params, self._rng
+        )
+        if self.render_mode == "human":
+            self.render()
+        obs = _observation(self.family, self.state, self.params)[0]
+        return obs, float(reward[0]), bool(terminated[0]), False, {}
+
+    def draw(self, canvas: Any) -> None:
+        """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement draw(canvas)")
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn(
+                f"render() called without a render_mode; use gymnasium.make({self.family.env_id!r}"
+                ", render_mode='rgb_array')"
+            )
+            return None
+        import pygame
+
+        canvas = pygame.Surface(self.render_size)
+        self.draw(canvas)
+        if self.render_mode == "rgb_array":
+            return np.transpose(pygame.surfarray.array3d(canvas), (1, 0, 2))
+        if self._window is None:
+            pygame.init()
+            pygame.display.init()
+            pygame.display.set_caption(self.family.env_id)
+            self._window = pygame.display.set_mode(self.render_size)
+            self._clock = pygame.time.Clock()
+        self._window.blit(canvas, (0, 0))
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self.metadata["render_fps"])
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = None
+
+
+class ArrayVectorEnv(BatchedEnv):
+    """The native batched env of an :class:`ArrayFamily` (semantics in :mod:`metarl.vector`)."""
+
+    def __init__(self, family: ArrayFamily, tasks: Sequence[Any], episodes_per_task: int) -> None:
+        if episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+        self.family = family
+        self.tasks = [family.coerce_task(task) for task in tasks]
+        self.params = {
+            key: np.repeat(value, episodes_per_task, axis=0)
+            for key, value in family.task_params(self.tasks).items()
+        }
+        self._set_spaces(
+            len(self.tasks) * episodes_per_task, family.observation_space, family.action_space
+        )
+        self.horizon = family.max_episode_steps
+        self._rng = BatchRNG.from_seed(0, self.num_envs)
+        self.state: State = {}
+        self._done = np.zeros(self.num_envs, dtype=bool)
+        self._t = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**62))
+        self._rng = BatchRNG.from_seed(seed, self.num_envs)
+        self.state = self.family.initial_state(self.params, self._rng)
+        self._done = np.zeros(self.num_envs, dtype=bool)
+        self._t = 0
+        return _observation(self.family, self.state, self.params), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        state, reward, terminated = self.family.transition(
+            self.state, np.asarray(actions), self.params, self._rng
+        )
+        done = self._done
+        if done.any():
+            state = {
+                key: np.where(done.reshape((-1,) + (1,) * (value.ndim - 1)), self.state[key], value)
+                for key, value in state.items()
+            }
+            reward = np.where(done, 0.0, reward)
+        self.state = state
+        self._done = done | terminated
+        self._t += 1
+        truncated = np.full(self.num_envs, self._t >= self.horizon) & ~self._done
+        obs = _observation(self.family, state, self.params)
+        return obs, np.asarray(reward, dtype=np.float64), self._done.copy(), truncated, {}

@@ -1,0 +1,244 @@
+"""The family checker: every contract of a task family, each failure explained.
+
+``check_family(family)`` returns a list of problems (empty when the family is sound);
+``assert_family_ok(family)`` raises :class:`FamilyContractError` listing them. ``metarl check``
+runs it from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils.env_checker import check_env
+
+from metarl.family import TaskFamily
+from metarl.vector import SyncBatchedEnv
+
+N_TASKS = 3
+EPISODES_PER_TASK = 2
+SEED = 123
+
+
+class FamilyContractError(ValueError):
+    """A family breaks the task-family contract; the message lists every problem."""
+
+
+def assert_family_ok(family: TaskFamily) -> None:
+    problems = check_family(family)
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise FamilyContractError(f"family {_name(family)} breaks the contract:\n{listing}")
+
+
+def check_family(family: TaskFamily) -> list[str]:
+    """Run every contract check; a problem found early can hide later ones that depend on it."""
+    problems: list[str] = []
+    for check in _CHECKS:
+        try:
+            problems.extend(check(family))
+        except Exception as error:  # a crash inside the family is itself the finding
+            problems.append(f"{check.__name__.removeprefix('_check_')}: raised {error!r}")
+        if problems and check in _PREREQUISITES:
+            break
+    return problems
+
+
+def _name(family: Any) -> str:
+    return repr(getattr(family, "name", type(family).__name__))
+
+
+def _check_attributes(family: TaskFamily) -> list[str]:
+    problems = []
+    for attribute in ("name", "env_id", "task_type", "max_episode_steps"):
+        if not hasattr(family, attribute):
+            problems.append(f"class attribute {attribute!r} is missing: set it on the family class")
+    if problems:
+        return problems
+    if not (dataclasses.is_dataclass(family.task_type) and family.task_type.__dataclass_params__.frozen):
+        problems.append(
+            f"task_type {family.task_type!r} is not a frozen dataclass: "
+            "declare it with @dataclass(frozen=True)"
+        )
+    if not isinstance(family.max_episode_steps, int) or family.max_episode_steps < 1:
+        problems.append(f"max_episode_steps must be a positive int, got {family.max_episode_steps!r}")
+    if "test" not in family.splits:
+        problems.append(f"splits {family.splits!r} must include 'test'")
+    return problems
+
+
+def _check_tasks(family: TaskFamily) -> list[str]:
+    problems = []
+    tasks = family.sample_tasks(N_TASKS, np.random.default_rng(0))
+    if len(tasks) != N_TASKS or not all(isinstance(t, family.task_type) for t in tasks):
+        problems.append(
+            f"sample_tasks({N_TASKS}, rng) must return {N_TASKS} {family.task_type.__name__} "
+            f"objects, got {tasks!r}"
+        )
+        return problems
+    if tasks != family.sample_tasks(N_TASKS, np.random.default_rng(0)):
+        problems.append("sample_tasks is not reproducible: draw only from the rng it is given")
+    for split in family.splits:
+        split_tasks = family.test_tasks(N_TASKS, seed=0, split=split)
+        if split_tasks != family.test_tasks(N_TASKS, seed=0, split=split):
+            problems.append(f"test_tasks(split={split!r}) is not reproducible for a fixed seed")
+        if len(split_tasks) != N_TASKS:
+            problems.append(f"test_tasks({N_TASKS}, split={split!r}) returned {len(split_tasks)}")
+    for task in tasks:
+        try:
+            text = json.dumps(family.task_to_json(task))
+        except TypeError as error:
+            problems.append(
+                f"task {task!r} is not JSON-serialisable ({error}): store plain floats, ints, "
+                "strings, bools and tuples of them (convert numpy values with float()/int())"
+            )
+            continue
+        if family.task_from_json(json.loads(text)) != task:
+            problems.append(
+                f"task {task!r} does not round-trip through JSON: task_from_json(task_to_json(t)) "
+                "must equal t"
+            )
+    return problems
+
+
+def _check_gymnasium(family: TaskFamily) -> list[str]:
+    problems = []
+    task = family.test_tasks(1)[0]
+    env = family.make_env(task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            check_env(env.unwrapped, skip_render_check=True)
+        except Exception as error:
+            problems.append(f"gymnasium's check_env failed: {error}")
+    if family.env_id not in gym.registry:
+        problems.append(
+            f"{family.env_id!r} is not registered with gymnasium: call register_family(...)"
+        )
+    else:
+        made = gym.make(family.env_id, task=family.task_to_json(task))
+        if made.spec.max_episode_steps != family.max_episode_steps:
+            problems.append(
+                f"gymnasium registration has max_episode_steps={made.spec.max_episode_steps}, "
+                f"the family says {family.max_episode_steps}"
+            )
+        made.close()
+    other = family.test_tasks(2)[1]
+    env.reset(seed=0, options={"task": other})
+    if getattr(env.unwrapped, "task", other) != other:
+        problems.append("reset(options={'task': t}) does not switch the env's task to t")
+    env.close()
+    return problems
+
+
+def _rollout(env: gym.Env, actions: list[Any]) -> list[tuple[Any, ...]]:
+    steps: list[tuple[Any, ...]] = [env.reset(seed=SEED)[0]]
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        steps.append((obs, reward, terminated))
+        if terminated or truncated:
+            break
+    return steps
+
+
+def _check_episodes(family: TaskFamily) -> list[str]:
+    problems = []
+    task = family.test_tasks(1)[0]
+    space = family.make_env(task).action_space
+    space.seed(SEED)
+    actions = [space.sample() for _ in range(family.max_episode_steps)]
+    first = _rollout(family.make_env(task), actions)
+    second = _rollout(family.make_env(task), actions)
+    if not _same(first, second):
+        problems.append(
+            "not deterministic under a seed: two envs reset with the same seed and given the "
+            "same actions diverged; draw randomness only from the seeded generator"
+        )
+    env = family.make_env(task)
+    for obs, reward, _ in first[1:]:
+        if not np.isfinite(reward):
+            problems.append(f"reward {reward!r} is not finite: rewards must be real numbers")
+            break
+        if not env.observation_space.contains(obs):
+            problems.append(
+                f"observation {obs!r} is outside observation_space {env.observation_space}"
+            )
+            break
+    return problems
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def _check_batched(family: TaskFamily) -> list[str]:
+    problems = []
+    tasks = family.test_tasks(N_TASKS)
+    native = family.make_vector_env(tasks, EPISODES_PER_TASK)
+    fallback = SyncBatchedEnv(
+        [family.make_env(task) for task in tasks for _ in range(EPISODES_PER_TASK)]
+    )
+    n = N_TASKS * EPISODES_PER_TASK
+    if native.num_envs != n:
+        return [f"make_vector_env({N_TASKS} tasks, {EPISODES_PER_TASK}) has {native.num_envs} envs"]
+    native.action_space.seed(SEED)
+    obs_native, _ = native.reset(seed=SEED)
+    obs_fallback, _ = fallback.reset(seed=SEED)
+    alive = np.ones(n, dtype=bool)
+    if not np.array_equal(obs_native, obs_fallback):
+        problems.append(_disagree("reset observations", 0))
+    for t in range(family.max_episode_steps):
+        actions = native.action_space.sample()
+        step_native = native.step(actions)
+        step_fallback = fallback.step(actions)
+        for index, what in ((0, "observations"), (1, "rewards"), (2, "terminated")):
+            a, b = step_native[index][alive], step_fallback[index][alive]
+            if not np.array_equal(a, b):
+                problems.append(_disagree(what, t + 1))
+        if problems:
+            break
+        if not np.all(np.isfinite(step_native[1])):
+            problems.append(f"batched env returned non-finite rewards at step {t + 1}")
+            break
+        alive &= ~step_native[2]
+    return problems
+
+
+def _disagree(what: str, step: int) -> str:
+    return (
+        f"batched and single env disagree on {what} at step {step} for the same seed and "
+        "actions: write the dynamics once (ArrayFamily) and seed column i like a single env "
+        "reset with seed + i"
+    )
+
+
+def _check_render(family: TaskFamily) -> list[str]:
+    env = family.make_env(family.test_tasks(1)[0], render_mode="rgb_array")
+    if "rgb_array" not in env.metadata.get("render_modes", []):
+        return []
+    env.reset(seed=SEED)
+    frame = env.render()
+    env.close()
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3):
+        return [f"render() in 'rgb_array' mode must return an [H, W, 3] array, got {frame!r:.80}"]
+    if frame.dtype != np.uint8 or frame.min() == frame.max():
+        return ["render() in 'rgb_array' mode returned a blank or non-uint8 frame"]
+    return []
+
+
+_CHECKS: list[Callable[[TaskFamily], list[str]]] = [
+    _check_attributes,
+    _check_tasks,
+    _check_gymnasium,
+    _check_episodes,
+    _check_batched,
+    _check_render,
+]
+_PREREQUISITES = {_check_attributes, _check_tasks}

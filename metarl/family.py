@@ -1,0 +1,122 @@
+"""The task-family protocol: a distribution over tasks plus the environments that run them.
+
+A *task* is a frozen dataclass that round-trips through JSON. A *family* draws training tasks,
+returns fixed held-out splits, builds a single Gymnasium env for one task and a batched env for
+many (task, episode) pairs at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.vector import BatchedEnv, SyncBatchedEnv
+
+# Held-out splits draw from a stream that training never touches, whatever the seeds.
+_HELD_OUT_STREAM = 0x7E57
+
+
+class TaskFamily(abc.ABC):
+    """Base class of every task family.
+
+    Subclasses set the class attributes and implement :meth:`sample_tasks` and
+    :meth:`make_env`. Families with an out-of-distribution split list ``"ood"`` in ``splits``
+    and implement :meth:`sample_ood_tasks`. :meth:`make_vector_env` falls back to stepping
+    single envs; families with array dynamics get a native batched env from
+    :class:`metarl.array_env.ArrayFamily`.
+    """
+
+    name: ClassVar[str]
+    """Registry name, e.g. ``"navigation2d"``."""
+    env_id: ClassVar[str]
+    """Gymnasium id, e.g. ``"metarl/Navigation2D-v0"``."""
+    task_type: ClassVar[type]
+    """The frozen dataclass of one task."""
+    max_episode_steps: ClassVar[int]
+    """Episode horizon; Gymnasium's ``TimeLimit`` enforces it."""
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    """Held-out splits :meth:`test_tasks` accepts."""
+
+    @abc.abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` training tasks."""
+
+    def sample_ood_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` out-of-distribution tasks (families that list ``"ood"`` in ``splits``)."""
+        raise NotImplementedError(f"family {self.name!r} has no 'ood' split")
+
+    @abc.abstractmethod
+    def make_base_env(self, task: Any, render_mode: str | None = None) -> gym.Env:
+        """The family's env for ``task``, without a time limit."""
+
+    def test_tasks(self, n: int, seed: int = 0, split: str = "test") -> list[Any]:
+        """A fixed, reproducible held-out split of ``n`` tasks."""
+        if split not in self.splits:
+            raise ValueError(
+                f"family {self.name!r} has no split {split!r}; choose from {list(self.splits)}"
+            )
+        rng = np.random.default_rng([_HELD_OUT_STREAM, seed])
+        return self.sample_ood_tasks(n, rng) if split == "ood" else self.sample_tasks(n, rng)
+
+    def make_env(self, task: Any = None, render_mode: str | None = None) -> gym.Env:
+        """A standard Gymnasium env for ``task`` (a task, its JSON dict, or None for a default)."""
+        env = self.make_unlimited_env(task, render_mode=render_mode)
+        return gym.wrappers.TimeLimit(env, max_episode_steps=self.max_episode_steps)
+
+    def make_unlimited_env(self, task: Any = None, render_mode: str | None = None) -> gym.Env:
+        """:meth:`make_env` without the time limit (``gymnasium.make`` adds its own)."""
+        task = self.default_task() if task is None else self.coerce_task(task)
+        return self.make_base_env(task, render_mode=render_mode)
+
+    def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedEnv:
+        """A batched env running every (task, episode) pair; columns are task-major."""
+        envs = [self.make_env(task) for task in tasks for _ in range(episodes_per_task)]
+        return SyncBatchedEnv(envs)
+
+    def default_task(self) -> Any:
+        """The task an env gets when none is given: the first held-out task."""
+        return self.test_tasks(1)[0]
+
+    # --- JSON round trip -------------------------------------------------------------------
+    def task_to_json(self, task: Any) -> dict[str, Any]:
+        """The task as a JSON-compatible dict."""
+        return json.loads(json.dumps(dataclasses.asdict(task)))
+
+    def task_from_json(self, data: Mapping[str, Any]) -> Any:
+        """Rebuild a task from :meth:`task_to_json`'s dict (lists become tuples)."""
+        fields = {f.name for f in dataclasses.fields(self.task_type)}
+        unknown = set(data) - fields
+        missing = fields - set(data)
+        if unknown or missing:
+            raise ValueError(
+                f"bad {self.name} task {dict(data)!r}: expected keys {sorted(fields)}"
+                + (f", unknown {sorted(unknown)}" if unknown else "")
+                + (f", missing {sorted(missing)}" if missing else "")
+            )
+        return self.task_type(**{key: _to_tuple(value) for key, value in data.items()})
+
+    def coerce_task(self, task: Any) -> Any:
+        """Accept a task or its JSON dict; anything else is an error naming what was given."""
+        if isinstance(task, self.task_type):
+            return task
+        if isinstance(task, Mapping):
+            return self.task_from_json(task)
+        raise TypeError(
+            f"expected a {self.task_type.__name__} or its JSON dict for family {self.name!r}, "
+            f"got {type(task).__name__}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<TaskFamily {self.name} ({self.env_id})>"
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value

@@ -1,0 +1,86 @@
+"""Batched envs: one env object stepping every (task, episode) column at once.
+
+Shape convention: ``B = n_tasks * episodes_per_task`` columns, task-major (column
+``task * episodes_per_task + episode``). Observations are ``[B, *obs_shape]``, rewards and flags
+``[B]``.
+
+Semantics (autoreset disabled): a column that terminates stays terminated; later steps give it
+reward 0 and ``terminated=True``, and its observations are undefined (samplers mask them).
+``reset(seed=s)`` seeds column ``i`` like a single env reset with ``seed=s + i``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+
+class BatchedEnv(VectorEnv):
+    """Base of batched task envs: a Gymnasium ``VectorEnv`` with autoreset disabled."""
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def _set_spaces(self, n: int, observation: gym.Space, action: gym.Space) -> None:
+        self.num_envs = n
+        self.single_observation_space = observation
+        self.single_action_space = action
+        self.observation_space = batch_space(observation, n)
+        self.action_space = batch_space(action, n)
+
+
+class SyncBatchedEnv(BatchedEnv):
+    """The generic fallback: steps single Gymnasium envs one after another.
+
+    Works for any family before it has array dynamics; native batched envs must agree with it
+    exactly for the same seeds and actions.
+    """
+
+    def __init__(self, envs: list[gym.Env]) -> None:
+        if not envs:
+            raise ValueError("SyncBatchedEnv needs at least one env")
+        self.envs = envs
+        self._set_spaces(len(envs), envs[0].observation_space, envs[0].action_space)
+        self._observations = create_empty_array(self.single_observation_space, len(envs))
+        self._done = np.zeros(len(envs), dtype=bool)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        observations = []
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=None if seed is None else seed + i, options=options)
+            observations.append(obs)
+        self._done[:] = False
+        self._observations = concatenate(
+            self.single_observation_space, observations, self._observations
+        )
+        return self._observations.copy(), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        rewards = np.zeros(n, dtype=np.float64)
+        truncated = np.zeros(n, dtype=bool)
+        observations = []
+        for i, env in enumerate(self.envs):
+            if self._done[i]:
+                observations.append(self._observations[i])
+                continue
+            obs, reward, term, trunc, _ = env.step(actions[i])
+            observations.append(obs)
+            rewards[i] = reward
+            self._done[i] = term
+            truncated[i] = trunc and not term
+        self._observations = concatenate(
+            self.single_observation_space, observations, self._observations
+        )
+        return self._observations.copy(), rewards, self._done.copy(), truncated, {}
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
