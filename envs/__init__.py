@@ -1,3 +1,3 @@
 """Built-in task families; importing this package registers them all."""
 
-from envs import navigation2d  # noqa: F401
+from envs import cartpole, navigation2d  # noqa: F401

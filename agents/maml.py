@@ -1,0 +1,221 @@
+"""MAML for reinforcement learning (Finn et al. 2017) with a trust-region or clipped outer step.
+
+Inner loop, per task t: ``theta_t = theta_0 + alpha * grad J_t(theta_0)`` from episodes sampled
+with ``theta_0`` (LVC surrogate, see :func:`metarl.pg.inner_surrogate`). Outer loop:
+``theta_0 <- argmax E_t[J_t(theta_t)]`` on fresh episodes sampled with ``theta_t``, through the
+inner step (second order unless ``--first-order``), with TRPO (default) or a PPO-clipped
+surrogate and Adam (ProMP-style).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from metarl.advantages import advantages
+from metarl.config import option
+from metarl.episodes import EpisodeBatch
+from metarl.learner import MetaLearner
+from metarl.pg import (
+    clipped_surrogate,
+    detach_distribution,
+    detach_params,
+    mean_kl,
+    policy_gradient_step,
+)
+from metarl.policy import Params
+from metarl.registry import register_learner
+from metarl.trpo import flat, trust_region_step, unflat
+
+
+@dataclass(frozen=True)
+class MAMLOptions:
+    outer: str = option("trpo", "outer optimiser: trpo, or ppo (clipped surrogate + Adam)",
+                        choices=("trpo", "ppo"))
+    first_order: bool = option(False, "drop the second-order terms of the meta-gradient")
+    max_kl: float = option(0.01, "TRPO trust region: max mean KL", above=0.0)
+    cg_iters: int = option(10, "TRPO conjugate-gradient iterations", min=1)
+    cg_damping: float = option(1e-5, "TRPO conjugate-gradient damping", min=0.0)
+    ls_max_steps: int = option(15, "TRPO line-search steps", min=1)
+    ls_backtrack_ratio: float = option(0.8, "TRPO line-search shrink factor", above=0.0, max=1.0)
+    fvp: str = option(
+        "identity",
+        "TRPO metric: 'exact' differentiates the KL twice through the inner step; 'identity' "
+        "uses the adapted policies' Fisher, taking the inner step's Jacobian as I",
+        choices=("exact", "identity"),
+    )
+    fvp_subsample: float = option(
+        0.2, "fraction of post-adaptation episodes used for Fisher-vector products (identity)",
+        above=0.0, max=1.0,
+    )
+    outer_lr: float = option(1e-3, "ppo outer optimiser: Adam step size", above=0.0)
+    ppo_epochs: int = option(5, "ppo outer optimiser: gradient steps per meta-iteration", min=1)
+    ppo_clip: float = option(0.2, "ppo outer optimiser: ratio clip", above=0.0)
+
+
+@dataclass
+class OuterData:
+    """What the outer step needs: the inner episodes and the post-adaptation episodes."""
+
+    inner: list[EpisodeBatch]
+    inner_advantages: list[Tensor]
+    outer: EpisodeBatch
+    outer_advantages: Tensor
+    old_log_probs: Tensor
+    adapted: Params
+
+
+@register_learner("maml")
+class MAML(MetaLearner):
+    Options = MAMLOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimizer = (
+            torch.optim.Adam(self.policy.parameters(), lr=self.options.outer_lr)
+            if self.options.outer == "ppo" else None
+        )
+
+    # --- data -------------------------------------------------------------------------------
+    def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> OuterData:
+        """Sample and adapt ``inner_steps`` times, then sample after adaptation."""
+        params = self.meta_params()
+        inner, inner_advantages = [], []
+        for _ in range(self.config.inner_steps):
+            start = time.perf_counter()
+            batch = self.sample(tasks, params)
+            timings["sampling"] += time.perf_counter() - start
+            start = time.perf_counter()
+            batch_advantages = advantages(batch, self.config.gamma, self.config.gae_lambda)
+            params = detach_params(policy_gradient_step(
+                self.policy, params, batch, batch_advantages, self.config.inner_lr, False
+            ))
+            inner.append(batch)
+            inner_advantages.append(batch_advantages)
+            timings["inner"] += time.perf_counter() - start
+        start = time.perf_counter()
+        outer = self.sample(tasks, params)
+        timings["sampling"] += time.perf_counter() - start
+        return OuterData(
+            inner=inner,
+            inner_advantages=inner_advantages,
+            outer=outer,
+            outer_advantages=advantages(outer, self.config.gamma, self.config.gae_lambda),
+            old_log_probs=outer.log_probs(self.policy, params),
+            adapted=params,
+        )
+
+    def adapted_params(self, data: OuterData, create_graph: bool) -> Params:
+        """theta_t as a function of the live theta_0, replaying the inner steps on fixed data."""
+        params = self.policy.parameters_dict()
+        for batch, batch_advantages in zip(data.inner, data.inner_advantages):
+            params = policy_gradient_step(
+                self.policy, params, batch, batch_advantages, self.config.inner_lr, create_graph
+            )
+        return params
+
+    def outer_surrogate(self, data: OuterData, adapted: Params, clip: float | None = None) -> Tensor:
+        log_probs = data.outer.log_probs(self.policy, adapted)
+        return clipped_surrogate(
+            log_probs, data.old_log_probs, data.outer_advantages, data.outer, clip
+        ).mean()
+
+    # --- the meta-update ------------------------------------------------------------------------
+    def step(self, tasks: Sequence[Any]) -> dict[str, float]:
+        timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0}
+        data = self.collect(tasks, timings)
+        start = time.perf_counter()
+        stats = self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
+        timings["outer"] = time.perf_counter() - start
+        return {
+            "return_before": float(data.inner[0].task_returns().mean()),
+            "return_after": float(data.outer.task_returns().mean()),
+            **stats,
+            **{f"{key}_seconds": value for key, value in timings.items()},
+        }
+
+    def trpo_update(self, data: OuterData) -> dict[str, float]:
+        options = self.options
+        theta = list(self.policy.parameters())
+        adapted = self.adapted_params(data, create_graph=not options.first_order)
+        surrogate = self.outer_surrogate(data, adapted)
+        exact = options.fvp == "exact" and not options.first_order
+        gradient = flat(torch.autograd.grad(surrogate, theta, retain_graph=exact))
+        fvp = self.exact_fvp(data, adapted, theta) if exact else self.identity_fvp(data)
+
+        result = trust_region_step(
+            theta, gradient, fvp, lambda: self.evaluate_outer(data), float(surrogate), options.max_kl,
+            options.cg_iters, options.cg_damping, options.ls_max_steps,
+            options.ls_backtrack_ratio,
+        )
+        return {
+            "kl": result.kl,
+            "surrogate_gain": result.surrogate_gain,
+            "line_search_steps": result.line_search_steps,
+            "step_accepted": float(result.accepted),
+        }
+
+    def evaluate_outer(self, data: OuterData) -> tuple[float, float]:
+        """(surrogate, mean KL) at the current theta_0, without building a graph to keep."""
+        trial = detach_params(self.adapted_params(data, create_graph=False))
+        with torch.no_grad():
+            dist = data.outer.distributions(self.policy, trial)
+            kl = mean_kl(self.old_distribution(data), dist, data.outer)
+            return float(self.outer_surrogate(data, trial)), float(kl)
+
+    def old_distribution(self, data: OuterData, episodes: EpisodeBatch | None = None) -> Any:
+        episodes = data.outer if episodes is None else episodes
+        return detach_distribution(episodes.distributions(self.policy, data.adapted))
+
+    def exact_fvp(
+        self, data: OuterData, adapted: Params, theta: list[Tensor]
+    ) -> Callable[[Tensor], Tensor]:
+        """Hessian of the mean KL with respect to theta_0, through the inner step."""
+        dist = data.outer.distributions(self.policy, adapted)
+        kl = mean_kl(self.old_distribution(data), dist, data.outer)
+        grad_kl = flat(torch.autograd.grad(kl, theta, create_graph=True))
+
+        def product(v: Tensor) -> Tensor:
+            return flat(torch.autograd.grad(grad_kl @ v, theta, retain_graph=True))
+
+        return product
+
+    def identity_fvp(self, data: OuterData) -> Callable[[Tensor], Tensor]:
+        """Mean over tasks of each adapted policy's Fisher, on a subsample of episodes."""
+        episodes = data.outer.subsample(self.options.fvp_subsample, self.sampler.generator)
+        phi = {key: value.detach().requires_grad_() for key, value in data.adapted.items()}
+        dist = episodes.distributions(self.policy, phi)
+        kl = mean_kl(self.old_distribution(data, episodes), dist, episodes)
+        leaves = list(phi.values())
+        grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
+
+        def product(v: Tensor) -> Tensor:
+            directions = unflat(v, list(self.policy.parameters()))
+            inner = sum((g * d).sum() for g, d in zip(grad_kl, directions))
+            hessian = torch.autograd.grad(inner, leaves, retain_graph=True)
+            return flat([h.sum(dim=0) for h in hessian])
+
+        return product
+
+    def ppo_update(self, data: OuterData) -> dict[str, float]:
+        assert self.optimizer is not None
+        for _ in range(self.options.ppo_epochs):
+            adapted = self.adapted_params(data, create_graph=not self.options.first_order)
+            loss = -self.outer_surrogate(data, adapted, clip=self.options.ppo_clip)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        surrogate, kl = self.evaluate_outer(data)
+        return {"kl": kl, "surrogate": surrogate}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()} if self.optimizer else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])

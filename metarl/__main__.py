@@ -1,0 +1,5 @@
+import sys
+
+from metarl.cli import main
+
+sys.exit(main())

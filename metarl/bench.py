@@ -1,0 +1,122 @@
+"""``metarl bench``: sampler throughput and seconds per meta-iteration, measured.
+
+Figures are medians over repeats after a warm-up. The reference configuration is
+Navigation2D, 20 tasks x 20 episodes, horizon 100, MAML-TRPO with one inner step.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from metarl.checkpoint import build_learner, resolve_device
+from metarl.config import TrainConfig
+from metarl.family import TaskFamily
+from metarl.learner import MetaLearner
+from metarl.policy import per_task
+
+
+def median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sampler_throughput(learner: MetaLearner, n_tasks: int, episodes: int, repeats: int) -> dict[str, float]:
+    """Environment steps per second of the sampler with shared and with per-task parameters."""
+    tasks = learner.family.sample_tasks(n_tasks, np.random.default_rng(0))
+    shared = learner.meta_params()
+    grouped = per_task(shared, n_tasks)
+    steps = n_tasks * episodes * learner.family.max_episode_steps
+    shared_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, shared, 0), repeats)
+    grouped_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, grouped, 0), repeats)
+    return {
+        "tasks": n_tasks,
+        "episodes_per_task": episodes,
+        "env_steps_per_second": steps / shared_s,
+        "env_steps_per_second_per_task_params": steps / grouped_s,
+    }
+
+
+def batched_vs_sync(family: TaskFamily, n_tasks: int, episodes: int, repeats: int) -> dict[str, float]:
+    """Random-action steps per second: the family's batched env vs gymnasium's SyncVectorEnv."""
+    tasks = family.sample_tasks(n_tasks, np.random.default_rng(0))
+    horizon = family.max_episode_steps
+    batched = family.make_vector_env(tasks, episodes)
+    sync = gym.vector.SyncVectorEnv(
+        [lambda task=task: family.make_env(task) for task in tasks for _ in range(episodes)]
+    )
+    batched.action_space.seed(0)
+    actions = [batched.action_space.sample() for _ in range(horizon)]
+
+    def run(env: Any) -> None:
+        env.reset(seed=0)
+        for action in actions:
+            env.step(action)
+
+    steps = n_tasks * episodes * horizon
+    batched_rate = steps / median_seconds(lambda: run(batched), repeats)
+    sync_rate = steps / median_seconds(lambda: run(sync), max(1, repeats // 3))
+    return {"batched_steps_per_second": batched_rate, "sync_vector_env_steps_per_second": sync_rate,
+            "speedup": batched_rate / sync_rate}
+
+
+def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, float]:
+    """Median seconds per meta-iteration and its split into sampling / inner / outer."""
+    records = []
+    learner.step(learner.family.sample_tasks(learner.config.meta_batch_size, learner.rng))
+    for _ in range(repeats):
+        tasks = learner.family.sample_tasks(learner.config.meta_batch_size, learner.rng)
+        start = time.perf_counter()
+        metrics = learner.step(tasks)
+        metrics["total"] = time.perf_counter() - start
+        records.append(metrics)
+    keys = ("sampling_seconds", "inner_seconds", "outer_seconds")
+    result = {"seconds_per_iteration": statistics.median(r["total"] for r in records)}
+    result.update({key: statistics.median(r[key] for r in records) for key in keys})
+    return result
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_bench(
+    family: str = "navigation2d", algo: str = "maml", device: str = "cpu",
+    repeats: int = 5, algo_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """All figures for one family and learner at the reference batch size."""
+    config = TrainConfig(family=family, algo=algo, device=device, algo_options=algo_options or {})
+    learner = build_learner(config, resolve_device(device))
+    sampler = sampler_throughput(
+        learner, config.meta_batch_size, config.episodes_per_task, repeats
+    )
+    iteration = meta_iteration_seconds(learner, repeats)
+    return {
+        "family": family,
+        "algo": algo,
+        "device": str(learner.device),
+        "torch_threads": torch.get_num_threads(),
+        "tasks": config.meta_batch_size,
+        "episodes_per_task": config.episodes_per_task,
+        "horizon": learner.family.max_episode_steps,
+        "env_steps_per_second": sampler["env_steps_per_second"],
+        "env_steps_per_second_per_task_params": sampler["env_steps_per_second_per_task_params"],
+        **iteration,
+        "batched_vs_sync": batched_vs_sync(
+            learner.family, config.meta_batch_size, config.episodes_per_task, repeats
+        ),
+        "peak_memory_mib": peak_memory_mib(),
+    }

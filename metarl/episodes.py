@@ -1,0 +1,159 @@
+"""Episode batches and the batched sampler.
+
+Dimension convention, used throughout metarl: tensors are time-major ``[T, B, ...]`` with
+``T`` the family's horizon and ``B = n_tasks * episodes_per_task`` columns, task-major
+(column ``b`` belongs to task ``b // episodes_per_task``). ``mask[t, b]`` is 1 where step ``t``
+of episode ``b`` happened (0 after termination). "Grouped" tensors put the task first:
+``[n_tasks, T * episodes_per_task, ...]``, the layout per-task parameters are evaluated in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.family import TaskFamily
+from metarl.policy import MLPPolicy, Params, is_per_task
+
+
+@dataclass
+class EpisodeBatch:
+    """Episodes of ``n_tasks`` tasks, ``episodes_per_task`` each, time-major on one device."""
+
+    observations: Tensor  # [T, B, obs_dim] float32
+    actions: Tensor  # [T, B, act_dim] float32 (Box) or [T, B] int64 (Discrete)
+    rewards: Tensor  # [T, B] float32, 0 where mask is 0
+    mask: Tensor  # [T, B] float32
+    task_index: Tensor  # [B] int64
+    n_tasks: int
+    episodes_per_task: int
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def returns(self) -> Tensor:
+        """Undiscounted return of every episode, ``[B]``."""
+        return self.rewards.sum(dim=0)
+
+    @property
+    def lengths(self) -> Tensor:
+        """Number of valid steps of every episode, ``[B]``."""
+        return self.mask.sum(dim=0)
+
+    def task_returns(self) -> Tensor:
+        """Mean undiscounted return per task, ``[n_tasks]``."""
+        return self.returns.view(self.n_tasks, self.episodes_per_task).mean(dim=1)
+
+    def group(self, x: Tensor) -> Tensor:
+        """``[T, B, ...]`` -> ``[n_tasks, T * episodes_per_task, ...]``."""
+        t, _, *rest = x.shape
+        grouped = x.reshape(t, self.n_tasks, self.episodes_per_task, *rest).movedim(1, 0)
+        return grouped.reshape(self.n_tasks, t * self.episodes_per_task, *rest)
+
+    def ungroup(self, x: Tensor) -> Tensor:
+        """Inverse of :meth:`group`."""
+        _, _, *rest = x.shape
+        split = x.reshape(self.n_tasks, self.horizon, self.episodes_per_task, *rest).movedim(0, 1)
+        return split.reshape(self.horizon, self.n_tasks * self.episodes_per_task, *rest)
+
+    def log_probs(self, policy: MLPPolicy, params: Params) -> Tensor:
+        """``log pi(a_t | s_t)`` of every step, ``[T, B]``, under shared or per-task ``params``."""
+        if not is_per_task(params):
+            return policy.distribution(self.observations, params).log_prob(self.actions)
+        dist = policy.distribution(self.group(self.observations), params)
+        return self.ungroup(dist.log_prob(self.group(self.actions)))
+
+    def distributions(self, policy: MLPPolicy, params: Params) -> Any:
+        """The policy's distributions over the grouped observations (per-task ``params``)."""
+        return policy.distribution(self.group(self.observations), params)
+
+    def subsample(self, fraction: float, generator: torch.Generator) -> EpisodeBatch:
+        """The same tasks with a random ``fraction`` of each task's episodes (at least one)."""
+        keep = max(1, round(fraction * self.episodes_per_task))
+        if keep >= self.episodes_per_task:
+            return self
+        chosen = torch.randperm(self.episodes_per_task, generator=generator)[:keep].sort().values
+        columns = (
+            torch.arange(self.n_tasks)[:, None] * self.episodes_per_task + chosen[None, :]
+        ).reshape(-1).to(self.rewards.device)
+        return EpisodeBatch(
+            observations=self.observations[:, columns],
+            actions=self.actions[:, columns],
+            rewards=self.rewards[:, columns],
+            mask=self.mask[:, columns],
+            task_index=self.task_index[columns],
+            n_tasks=self.n_tasks,
+            episodes_per_task=keep,
+        )
+
+
+class Sampler:
+    """Rolls out a policy on a batch of tasks, every (task, episode) pair stepped together.
+
+    One policy forward per time step for the whole batch; with per-task parameters, each
+    task's columns are evaluated with its own parameters in that same forward. Actions are
+    drawn from ``generator`` so that sampling is reproducible.
+    """
+
+    def __init__(self, family: TaskFamily, policy: MLPPolicy, device: torch.device) -> None:
+        self.family = family
+        self.policy = policy
+        self.device = device
+        self.generator = torch.Generator(device=device)
+
+    @torch.no_grad()
+    def sample(
+        self, tasks: Sequence[Any], episodes_per_task: int, params: Params, seed: int
+    ) -> EpisodeBatch:
+        """Roll out ``episodes_per_task`` episodes on each task with ``params``.
+
+        ``params`` are shared (one policy for all tasks) or per task (leading ``len(tasks)``).
+        """
+        n_tasks = len(tasks)
+        env = self.family.make_vector_env(tasks, episodes_per_task)
+        obs, _ = env.reset(seed=seed)
+        horizon = self.family.max_episode_steps
+        n = env.num_envs
+        grouped = is_per_task(params)
+        observations = torch.zeros((horizon, *obs.shape), dtype=torch.float32, device=self.device)
+        actions: Tensor | None = None
+        rewards = np.zeros((horizon, n), dtype=np.float32)
+        mask = np.zeros((horizon, n), dtype=np.float32)
+        alive = np.ones(n, dtype=bool)
+        for t in range(horizon):
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            observations[t] = obs_t
+            policy_input = obs_t.view(n_tasks, episodes_per_task, -1) if grouped else obs_t
+            action = self.policy.sample(
+                self.policy.distribution(policy_input, params), self.generator
+            ).reshape(n, *self.policy.action_shape)
+            if actions is None:
+                actions = torch.zeros(
+                    (horizon, *action.shape), dtype=action.dtype, device=self.device
+                )
+            actions[t] = action
+            mask[t] = alive
+            obs, reward, terminated, _, _ = env.step(action.cpu().numpy())
+            rewards[t] = reward
+            alive &= ~terminated
+            if not alive.any():
+                break
+        env.close()
+        return EpisodeBatch(
+            observations=observations,
+            actions=actions,
+            rewards=torch.as_tensor(rewards, device=self.device),
+            mask=torch.as_tensor(mask, device=self.device),
+            task_index=torch.arange(n_tasks, device=self.device).repeat_interleave(
+                episodes_per_task
+            ),
+            n_tasks=n_tasks,
+            episodes_per_task=episodes_per_task,
+        )

@@ -1,0 +1,110 @@
+"""Few-episode adaptation on held-out tasks: return after 0..K adaptation steps.
+
+For every test task at once: sample ``episodes`` episodes with the current parameters, record
+the mean return, adapt on those episodes, repeat. Entry ``k`` of the result is the mean over
+tasks of the return after ``k`` adaptation steps, with a 95% Student-t interval across tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from metarl.learner import MetaLearner
+from metarl.pg import detach_params
+
+
+@dataclass
+class EvaluationResult:
+    family: str
+    algo: str
+    split: str
+    test_tasks: int
+    episodes_per_step: int
+    adapt_steps: list[int]
+    mean_return: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+    task_returns: list[list[float]]  # [adapt step][task]
+    seed: int
+    wall_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of ``values`` (independent tasks)."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, mean
+    half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n)
+    return mean - float(half), mean + float(half)
+
+
+def evaluate(
+    learner: MetaLearner,
+    tasks: Sequence[Any],
+    adapt_steps: int,
+    episodes: int,
+    seed: int = 0,
+    split: str = "test",
+) -> EvaluationResult:
+    """Measure adaptation of ``learner`` on ``tasks`` (its training state is left untouched)."""
+    if adapt_steps < 0 or episodes < 1 or not tasks:
+        raise ValueError(
+            f"need adapt_steps >= 0, episodes >= 1 and some tasks; got {adapt_steps}, "
+            f"{episodes}, {len(tasks)} tasks"
+        )
+    began = time.perf_counter()
+    generator_state = learner.sampler.generator.get_state()
+    learner.sampler.generator.manual_seed(seed)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    params = learner.meta_params()
+    per_step: list[np.ndarray] = []
+    try:
+        for step in range(adapt_steps + 1):
+            batch = learner.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
+            per_step.append(batch.task_returns().cpu().numpy().astype(np.float64))
+            if step < adapt_steps:
+                params = detach_params(learner.adapt(params, batch))
+    finally:
+        learner.sampler.generator.set_state(generator_state)
+    intervals = [confidence_interval(returns) for returns in per_step]
+    return EvaluationResult(
+        family=learner.config.family,
+        algo=learner.config.algo,
+        split=split,
+        test_tasks=len(tasks),
+        episodes_per_step=episodes,
+        adapt_steps=list(range(adapt_steps + 1)),
+        mean_return=[float(r.mean()) for r in per_step],
+        ci95_low=[low for low, _ in intervals],
+        ci95_high=[high for _, high in intervals],
+        task_returns=[r.tolist() for r in per_step],
+        seed=seed,
+        wall_seconds=time.perf_counter() - began,
+    )
+
+
+def format_table(result: EvaluationResult) -> str:
+    """A Markdown table: mean return and 95% interval after each adaptation step."""
+    lines = [
+        f"{result.algo} on {result.family} ({result.split}, {result.test_tasks} tasks, "
+        f"{result.episodes_per_step} episodes per step)",
+        "",
+        "| adaptation steps | mean return | 95% CI |",
+        "|---:|---:|:---:|",
+    ]
+    for k, mean, low, high in zip(
+        result.adapt_steps, result.mean_return, result.ci95_low, result.ci95_high
+    ):
+        lines.append(f"| {k} | {mean:.2f} | [{low:.2f}, {high:.2f}] |")
+    return "\n".join(lines)
+

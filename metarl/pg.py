@@ -1,0 +1,96 @@
+"""Policy-gradient building blocks shared by the meta-learners.
+
+All functions work on a whole :class:`~metarl.episodes.EpisodeBatch` (every task at once) and
+per-task parameters (leading ``n_tasks`` dimension, see :mod:`metarl.policy`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+
+from metarl.episodes import EpisodeBatch
+from metarl.policy import MLPPolicy, Params, is_per_task, per_task
+
+
+def episode_mean(x: Tensor, episodes: EpisodeBatch) -> Tensor:
+    """Per task: mean over its episodes of the mean over each episode's valid steps, ``[n_tasks]``."""
+    per_episode = (x * episodes.mask).sum(dim=0) / episodes.lengths.clamp(min=1.0)
+    return per_episode.view(episodes.n_tasks, episodes.episodes_per_task).mean(dim=1)
+
+
+def magic_box(x: Tensor) -> Tensor:
+    """DiCE's operator: evaluates to 1, its gradient is ``magic_box(x) * grad x``."""
+    return torch.exp(x - x.detach())
+
+
+def inner_surrogate(
+    policy: MLPPolicy, params: Params, episodes: EpisodeBatch, advantages: Tensor
+) -> Tensor:
+    """Per-task low-variance-curvature (LVC) objective, ``[n_tasks]``.
+
+    ``E[magic_box(log pi(a_t|s_t)) A_t]``: its gradient is the REINFORCE policy gradient, and
+    its Hessian adds the per-step score outer products ``grad log pi grad log pi^T A_t`` that
+    come from sampling the inner episodes with the parameters being differentiated (the
+    term plain REINFORCE losses drop). Maximise it.
+    """
+    return episode_mean(magic_box(episodes.log_probs(policy, params)) * advantages, episodes)
+
+
+def policy_gradient_step(
+    policy: MLPPolicy,
+    params: Params,
+    episodes: EpisodeBatch,
+    advantages: Tensor,
+    lr: float,
+    create_graph: bool,
+) -> Params:
+    """One inner step ``theta_t = theta + lr * grad J_t(theta)`` for every task at once.
+
+    ``params`` may be shared (expanded to one copy per task) or per task; the result is per
+    task. With ``create_graph`` the step stays differentiable (second-order meta-gradients).
+    """
+    if not is_per_task(params):
+        params = per_task(params, episodes.n_tasks)
+    if not any(value.requires_grad for value in params.values()):  # adapting detached params
+        params = {key: value.clone().requires_grad_() for key, value in params.items()}
+    objective = inner_surrogate(policy, params, episodes, advantages).sum()
+    grads = torch.autograd.grad(objective, list(params.values()), create_graph=create_graph)
+    return {key: value + lr * grad for (key, value), grad in zip(params.items(), grads)}
+
+
+def detach_params(params: Params) -> Params:
+    return {key: value.detach() for key, value in params.items()}
+
+
+def clipped_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, episodes: EpisodeBatch,
+    clip: float | None = None,
+) -> Tensor:
+    """Importance-weighted surrogate per task, ``[n_tasks]``; PPO-clipped when ``clip`` is set."""
+    ratio = torch.exp(log_probs - old_log_probs)
+    objective = ratio * advantages
+    if clip is not None:
+        objective = torch.min(objective, ratio.clamp(1 - clip, 1 + clip) * advantages)
+    return episode_mean(objective, episodes)
+
+
+def mean_kl(old: Distribution, new: Distribution, episodes: EpisodeBatch) -> Tensor:
+    """Mean over tasks of the per-step ``KL(old || new)`` on grouped distributions."""
+    kl = episodes.ungroup(kl_divergence(old, new))
+    return episode_mean(kl, episodes).mean()
+
+
+def detach_distribution(dist: Distribution) -> Distribution:
+    """A copy of ``dist`` that carries no gradient (the 'old' policy of a trust region)."""
+    if isinstance(dist, Independent):
+        return Independent(
+            detach_distribution(dist.base_dist), dist.reinterpreted_batch_ndims,
+            validate_args=False,
+        )
+    if isinstance(dist, Normal):
+        return Normal(dist.loc.detach(), dist.scale.detach(), validate_args=False)
+    if isinstance(dist, Categorical):
+        return Categorical(logits=dist.logits.detach(), validate_args=False)
+    raise TypeError(f"cannot detach a {type(dist).__name__}")

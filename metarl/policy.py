@@ -1,0 +1,138 @@
+"""Policies: MLPs mapping observations to action distributions, with explicit parameters.
+
+A policy's parameters are a ``dict[str, Tensor]`` (``policy.parameters_dict()``). Every call
+takes such a dict, so adapted parameters never touch the module. A dict is either *shared*
+(the module's own shapes) or *per task* (a leading ``n_tasks`` dimension on every tensor); with
+per-task parameters the observations are grouped ``[n_tasks, N, obs_dim]`` and one batched
+matmul per layer evaluates every task's policy at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+Params = dict[str, Tensor]
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": nn.functional.elu}
+MIN_LOG_STD = math.log(1e-6)
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    if weight.dim() == 3:  # per-task parameters: x is [n_tasks, N, in]
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    return nn.functional.linear(x, weight, bias)
+
+
+class MLPPolicy(nn.Module):
+    """Shared trunk: ``len(hidden_sizes)`` layers plus an output layer of ``out_dim``."""
+
+    def __init__(
+        self, obs_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {list(ACTIVATIONS)}")
+        sizes = [obs_dim, *hidden_sizes, out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.activation_name = activation
+        self._activation = ACTIVATIONS[activation]
+
+    def parameters_dict(self) -> Params:
+        """The module's own parameters as a dict (shared, differentiable leaves)."""
+        return dict(self.named_parameters())
+
+    def _trunk(self, obs: Tensor, params: Params) -> Tensor:
+        x = obs
+        last = len(self.layers) - 1
+        for i in range(len(self.layers)):
+            x = _linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+            if i < last:
+                x = self._activation(x)
+        return x
+
+    def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
+        raise NotImplementedError
+
+    def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
+        """Draw one action per batch entry using ``generator`` (reproducible sampling)."""
+        raise NotImplementedError
+
+
+class GaussianMLPPolicy(MLPPolicy):
+    """Diagonal Gaussian over Box actions; state-independent log std (init std 1)."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh", init_std: float = 1.0,
+    ) -> None:
+        super().__init__(obs_dim, act_dim, hidden_sizes, activation)
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        self.action_shape: tuple[int, ...] = (act_dim,)
+
+    def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
+        params = self.parameters_dict() if params is None else params
+        mean = self._trunk(obs, params)
+        log_std = params["log_std"]
+        if log_std.dim() == 2:
+            log_std = log_std.unsqueeze(1)
+        std = torch.exp(torch.clamp(log_std, min=MIN_LOG_STD)).expand_as(mean)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+    def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
+        normal = dist.base_dist
+        noise = torch.randn(normal.loc.shape, generator=generator, device=normal.loc.device)
+        return normal.loc + normal.scale * noise
+
+
+class CategoricalMLPPolicy(MLPPolicy):
+    """Categorical over Discrete actions."""
+
+    def __init__(
+        self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__(obs_dim, n_actions, hidden_sizes, activation)
+        self.action_shape: tuple[int, ...] = ()
+
+    def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
+        params = self.parameters_dict() if params is None else params
+        return Categorical(logits=self._trunk(obs, params), validate_args=False)
+
+    def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
+        probs = dist.probs
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def make_policy(
+    observation_space: gym.Space, action_space: gym.Space,
+    hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
+) -> MLPPolicy:
+    """The policy matching a family's spaces: Gaussian for Box actions, Categorical for Discrete."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"policies need a flat Box observation space, got {observation_space}")
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+    raise ValueError(f"no policy for action space {action_space}: use a flat Box or Discrete")
+
+
+def per_task(params: Params, n_tasks: int) -> Params:
+    """Expand shared parameters to per-task copies (differentiable, no memory copy)."""
+    return {key: value.expand(n_tasks, *value.shape) for key, value in params.items()}
+
+
+def is_per_task(params: Params) -> bool:
+    """Whether ``params`` carry a leading task dimension."""
+    return params["layers.0.weight"].dim() == 3

@@ -1,0 +1,93 @@
+"""Trust-region update: conjugate gradient and backtracking line search on flat vectors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def flat(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflat(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    out, start = [], 0
+    for t in like:
+        out.append(vector[start : start + t.numel()].view_as(t))
+        start += t.numel()
+    return out
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, tolerance: float = 1e-10
+) -> Tensor:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``A @ v``."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    r_dot = r @ r
+    for _ in range(iterations):
+        ap = matvec(p)
+        alpha = r_dot / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        new_r_dot = r @ r
+        if new_r_dot < tolerance:
+            break
+        p = r + (new_r_dot / r_dot) * p
+        r_dot = new_r_dot
+    return x
+
+
+@dataclass
+class TrustRegionResult:
+    accepted: bool
+    step_fraction: float
+    surrogate_gain: float
+    kl: float
+    line_search_steps: int
+
+
+def trust_region_step(
+    params: Sequence[Tensor],
+    gradient: Tensor,
+    fisher_vector_product: Callable[[Tensor], Tensor],
+    evaluate: Callable[[], tuple[float, float]],
+    base_surrogate: float,
+    max_kl: float,
+    cg_iterations: int,
+    damping: float,
+    line_search_steps: int,
+    backtrack_ratio: float,
+) -> TrustRegionResult:
+    """One TRPO update of ``params`` in place, maximising a surrogate under a KL bound.
+
+    ``gradient`` is the surrogate's gradient (flat) at the current ``params``, where the
+    surrogate is ``base_surrogate``; ``evaluate()`` returns (surrogate, KL) at the current values
+    of ``params`` and is called after each trial step.
+    """
+    def damped(v: Tensor) -> Tensor:
+        return fisher_vector_product(v) + damping * v
+
+    direction = conjugate_gradient(damped, gradient, cg_iterations)
+    shs = 0.5 * direction @ damped(direction)
+    step = direction * torch.sqrt(max_kl / shs.clamp(min=1e-12))
+    start = [p.detach().clone() for p in params]
+    fraction = 1.0
+    for i in range(line_search_steps):
+        with torch.no_grad():
+            for p, p0, s in zip(params, start, unflat(step, params)):
+                p.copy_(p0 + fraction * s)
+        surrogate, kl = evaluate()
+        gain = surrogate - base_surrogate
+        if gain > 0 and kl <= max_kl and math.isfinite(surrogate):
+            return TrustRegionResult(True, fraction, gain, kl, i + 1)
+        fraction *= backtrack_ratio
+    with torch.no_grad():
+        for p, p0 in zip(params, start):
+            p.copy_(p0)
+    return TrustRegionResult(False, 0.0, 0.0, 0.0, line_search_steps)
