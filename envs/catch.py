@@ -102,6 +102,14 @@ class CatchEnv(ArrayEnv):
     ## Rewards
     +1 for catching a good item, -1 for catching a bad one, 0 otherwise.
 
+    ## Adaptation
+    Half the tasks reward orange and half blue, so a policy that does not know the rule
+    expects 0 from every catch: the best it can do across tasks is about 0 per episode,
+    while playing the task's rule (catch the good kind, dodge the other) earns about +3.
+    The kind is in the observation, so one gradient step on a few episodes can flip what a
+    feed-forward policy does with each colour; wind and the speeds set where and how early
+    it has to move.
+
     ## Episode End
     Never terminates; truncated after 60 steps (registration), 4 to 8 items depending on the
     fall speed.
