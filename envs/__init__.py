@@ -1,3 +1,3 @@
 """Built-in task families; importing this package registers them all."""
 
-from envs import cartpole, navigation2d  # noqa: F401
+from envs import bandit, cartpole, catch, maze, navigation2d, tabular_mdp  # noqa: F401

@@ -63,18 +63,10 @@ class Navigation2DEnv(ArrayEnv):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        self.trail: list[np.ndarray] = []
-        obs, info = super().reset(seed=seed, options=options)
-        self.trail.append(obs.copy())
-        return obs, info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        result = super().step(action)
-        self.trail.append(result[0].copy())
-        return result
+    def record(self, reset: bool) -> None:
+        if reset:
+            self.trail: list[np.ndarray] = []
+        self.trail.append(self.state["position"][0].copy())
 
     def draw(self, canvas: Any) -> None:
         import pygame
@@ -86,7 +78,7 @@ class Navigation2DEnv(ArrayEnv):
             return int(width / 2 + point[0] * scale), int(height / 2 - point[1] * scale)
 
         position = self.state["position"][0]
-        trail = getattr(self, "trail", [])
+        trail = self.trail
         canvas.fill((245, 245, 240))
         half = int(TRAIN_HALF_WIDTH * scale)
         centre = to_pixels(np.zeros(2))

@@ -88,6 +88,7 @@ class ArrayEnv(gym.Env):
         self._set_task(task)
         self._rng = BatchRNG(np.zeros(1, dtype=np.uint64))
         self.state: State = family.initial_state(self.params, self._rng)
+        self.record(reset=True)
         self._window: Any = None
         self._clock: Any = None
 
@@ -104,6 +105,7 @@ class ArrayEnv(gym.Env):
         key = seed if seed is not None else int(self.np_random.integers(2**63))
         self._rng = BatchRNG(np.array([key], dtype=np.uint64))
         self.state = self.family.initial_state(self.params, self._rng)
+        self.record(reset=True)
         if self.render_mode == "human":
             self.render()
         return _observation(self.family, self.state, self.params)[0], {}
@@ -113,10 +115,14 @@ class ArrayEnv(gym.Env):
         self.state, reward, terminated = self.family.transition(
             self.state, batch_action, self.params, self._rng
         )
+        self.record(reset=False)
         if self.render_mode == "human":
             self.render()
         obs = _observation(self.family, self.state, self.params)[0]
         return obs, float(reward[0]), bool(terminated[0]), False, {}
+
+    def record(self, reset: bool) -> None:
+        """Hook run after every reset and step, before rendering: keep drawing-only history."""
 
     def draw(self, canvas: Any) -> None:
         """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
@@ -131,6 +137,8 @@ class ArrayEnv(gym.Env):
             return None
         import pygame
 
+        if not pygame.font.get_init():
+            pygame.font.init()
         canvas = pygame.Surface(self.render_size)
         self.draw(canvas)
         if self.render_mode == "rgb_array":
