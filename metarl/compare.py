@@ -1,0 +1,305 @@
+"""Side-by-side comparison of meta-learners and baselines on the same held-out tasks.
+
+``compare`` evaluates every learner on one ``family.test_tasks(n, seed, split)`` split: meta-
+learners from their run directories (or trained here with a stated budget) through
+:func:`metarl.evaluation.evaluate`, baselines through :mod:`metarl.baselines`. It writes
+``results.json`` (per learner the ``evaluate --json`` schema, per-task returns and its setup),
+``results.md`` (a Markdown table) and ``adaptation.png`` (return vs adaptation step with 95%
+bands). Intervals are Student-t across tasks (:func:`metarl.evaluation.confidence_interval`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from metarl import registry
+from metarl.baselines import BASELINES, meta_training_steps, run_baseline
+from metarl.checkpoint import (
+    CHECKPOINT,
+    RunDirectoryError,
+    atomic_write,
+    load_learner,
+    read_checkpoint,
+    resolve_device,
+    write_json,
+)
+from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict
+from metarl.evaluation import evaluate
+from metarl.plot import plot_adaptation
+from metarl.training import train
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+ADAPTATION_PNG = "adaptation.png"
+RUNS = "runs"
+
+
+@dataclass(frozen=True)
+class _MetaRun:
+    """A meta-learner to evaluate: an existing run, or one to train into ``run_dir``."""
+
+    run_dir: Path
+    config: TrainConfig
+    iterations: int
+    trained_here: bool
+
+
+def compare(
+    family: str,
+    algos: Sequence[str],
+    test_tasks: int,
+    adapt_steps: int,
+    episodes: int,
+    out_dir: str | Path,
+    runs: Mapping[str, str | Path] | None = None,
+    train_iterations: int = 100,
+    train_options: Mapping[str, Any] | None = None,
+    pretrain_steps: int | None = None,
+    split: str = "test",
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Evaluate ``algos`` on the same held-out tasks and write the results into ``out_dir``.
+
+    Meta-learners named in ``runs`` are loaded from their run directories; the others are
+    trained here for ``train_iterations`` (with ``train_options``, any :class:`TrainConfig`
+    fields) into ``out_dir/runs/ALGO``. ``pretrain_steps`` is ppo-finetune's pretraining
+    budget; by default the environment steps the compared meta-learners' training sampled.
+    Every input is checked before any work starts. Returns the ``results.json`` data.
+    """
+    out = Path(out_dir)
+    task_family = _family(family)
+    for name, value, low in (("test-tasks", test_tasks, 1), ("adapt-steps", adapt_steps, 0),
+                             ("episodes", episodes, 1), ("train-iterations", train_iterations, 1)):
+        if value < low:
+            raise ConfigError(f"--{name} must be >= {low}, got {value}")
+    if pretrain_steps is not None and pretrain_steps < 1:
+        raise ConfigError(f"--pretrain-steps must be >= 1, got {pretrain_steps}")
+    if split not in task_family.splits:
+        raise ConfigError(f"family {family!r} has no split {split!r}; choose from "
+                          f"{list(task_family.splits)}")
+    meta_runs = _plan_meta_runs(family, algos, out, dict(runs or {}), train_iterations,
+                                dict(train_options or {}), seed, device)
+    horizon = task_family.max_episode_steps
+    matched_steps = max(
+        (meta_training_steps(run.config, horizon, run.iterations) for run in meta_runs.values()),
+        default=meta_training_steps(from_dict(TrainConfig, dict(train_options or {})), horizon,
+                                    train_iterations),
+    )
+
+    tasks = task_family.test_tasks(test_tasks, seed=seed, split=split)
+    results: dict[str, Any] = {
+        "family": family, "split": split, "seed": seed, "test_tasks": test_tasks,
+        "episodes_per_step": episodes, "adapt_steps": list(range(adapt_steps + 1)),
+        "tasks": [task_family.task_to_json(task) for task in tasks], "learners": {},
+    }
+    for algo in tqdm(algos, desc="compare", unit="learner"):
+        if algo in meta_runs:
+            run = meta_runs[algo]
+            began = time.perf_counter()
+            if run.trained_here:
+                learner = train(run.config, run.run_dir)
+            else:
+                learner, _ = load_learner(run.run_dir, resolve_device(device))
+            train_seconds = time.perf_counter() - began
+            result = evaluate(learner, tasks, adapt_steps, episodes, seed, split)
+            steps = meta_training_steps(run.config, horizon, run.iterations)
+            origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
+                      else "loaded from its run directory")
+            setup: dict[str, Any] = {
+                "kind": "meta-learner", "run_dir": str(run.run_dir), "trained_here":
+                run.trained_here, "iterations": run.iterations, "meta_training_env_steps": steps,
+                "description": f"{run.iterations} meta-iterations (at most {steps:,} env steps "
+                               f"of meta-training), run `{run.run_dir}`, {origin}",
+            }
+            if run.trained_here:
+                setup["train_seconds"] = train_seconds
+        else:
+            budget = matched_steps if pretrain_steps is None else pretrain_steps
+            result, setup = run_baseline(algo, task_family, tasks, adapt_steps, episodes, seed,
+                                         split, budget, device)
+            setup["description"] = _describe_baseline(algo, setup, matched_steps)
+        results["learners"][algo] = {**result.to_json(), "setup": setup}
+        write_json(out / RESULTS_JSON, results)
+    atomic_write(out / RESULTS_MD, lambda handle: handle.write(format_comparison(results)))
+    plot_adaptation(results, out / ADAPTATION_PNG)
+    return results
+
+
+def _family(name: str) -> Any:
+    try:
+        return registry.get_family(name)
+    except KeyError as error:
+        raise ConfigError(error.args[0]) from None
+
+
+def _train_config(family: str, algo: str, iterations: int, options: dict[str, Any], seed: int,
+                  device: str) -> TrainConfig:
+    settings = {**options, "family": family, "algo": algo, "iterations": iterations,
+                "seed": seed, "device": device}
+    return from_dict(TrainConfig, settings, what="training option")
+
+
+def _plan_meta_runs(
+    family: str, algos: Sequence[str], out: Path, runs: dict[str, str | Path],
+    train_iterations: int, train_options: dict[str, Any], seed: int, device: str,
+) -> dict[str, _MetaRun]:
+    """Check the algorithm names and run directories; say where each meta-learner comes from."""
+    meta_names = registry.learner_names()
+    known = [*meta_names, *BASELINES]
+    if not algos:
+        raise ConfigError(f"--algos is empty; choose from {', '.join(known)}")
+    for algo in algos:
+        if algo not in known:
+            raise ConfigError(f"unknown algorithm {algo!r} in --algos; choose from "
+                              f"{', '.join(known)}")
+    if len(set(algos)) != len(algos):
+        raise ConfigError(f"--algos names a learner twice: {','.join(algos)}")
+    for algo in runs:
+        if algo not in algos or algo in BASELINES:
+            raise ConfigError(f"--run {algo}=... must name a meta-learner listed in --algos "
+                              f"({', '.join(a for a in algos if a in meta_names) or 'none'})")
+    plans = {}
+    for algo in (a for a in algos if a in meta_names):
+        if algo in runs:
+            run_dir = Path(runs[algo])
+            try:
+                state = read_checkpoint(run_dir)
+            except RunDirectoryError as error:
+                raise ConfigError(f"--run {algo}={run_dir}: {error}") from None
+            config = from_dict(TrainConfig, state["config"])
+            if (config.family, config.algo) != (family, algo):
+                raise ConfigError(f"--run {algo}={run_dir} holds {config.algo} on "
+                                  f"{config.family}, not {algo} on {family}")
+            plans[algo] = _MetaRun(run_dir, config, int(state["iteration"]), False)
+        else:
+            run_dir = out / RUNS / algo
+            if (run_dir / CHECKPOINT).exists():
+                raise ConfigError(f"{str(run_dir)!r} already holds a run; pass it with "
+                                  f"--run {algo}={run_dir} or choose another --out")
+            config = _train_config(family, algo, train_iterations, train_options, seed, device)
+            plans[algo] = _MetaRun(run_dir, config, train_iterations, True)
+    return plans
+
+
+def _describe_baseline(algo: str, setup: Mapping[str, Any], matched_steps: int) -> str:
+    per_step = f"{setup['env_steps_per_adaptation_step']:,} env steps per adaptation step"
+    if algo == "random":
+        return "uniform random actions (no learning)"
+    if algo == "ppo-scratch":
+        return f"SB3 PPO from a fresh policy on each task, {per_step}"
+    return (f"SB3 PPO pretrained for {setup['pretrain_steps']:,} env steps on the training-task "
+            f"mixture (meta-training sampled at most {matched_steps:,}) in "
+            f"{setup['pretrain_seconds']:.0f} s, then fine-tuned on each task, {per_step}")
+
+
+def format_comparison(results: Mapping[str, Any]) -> str:
+    """``results.md``: a row per learner, mean return [95% CI] after each adaptation step."""
+    episodes = results["episodes_per_step"]
+    learners = results["learners"]
+    steps = results["adapt_steps"]
+    lines = [
+        f"# Adaptation on {results['family']} ({results['split']} split)",
+        "",
+        f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} episodes "
+        "per adaptation step. Each cell: mean undiscounted return over the tasks after k steps "
+        f"(k × {episodes} episodes of the task) [95% Student-t interval across tasks]. Wall "
+        "time: adapting and evaluating on all tasks (training time is under Setup).",
+        "",
+        "| learner | " + " | ".join(f"k = {k}" for k in steps) + " | wall time (s) |",
+        "|---|" + "---:|" * len(steps) + "---:|",
+    ]
+    for name, result in learners.items():
+        cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
+                 zip(result["mean_return"], result["ci95_low"], result["ci95_high"],
+                     strict=True)]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['wall_seconds']:.1f} |")
+    lines += ["", "## Setup", ""]
+    lines += [f"- **{name}**: {result['setup']['description']}" for name, result in
+              learners.items()]
+    lines += ["", f"## After the last adaptation step (k = {steps[-1]})", ""] + _verdict(learners)
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(learners: Mapping[str, Any]) -> list[str]:
+    """Plain sentences: the ranking after the last step, and every baseline that beats a
+    meta-learner there."""
+    final = {name: (r["mean_return"][-1], r["ci95_low"][-1], r["ci95_high"][-1])
+             for name, r in learners.items()}
+    ranking = sorted(final, key=lambda name: final[name][0], reverse=True)
+    lines = ["Ranking by mean return: " + " > ".join(
+        f"{name} ({final[name][0]:.2f})" for name in ranking) + "."]
+    metas = [n for n, r in learners.items() if r["setup"]["kind"] == "meta-learner"]
+    for baseline in (n for n in ranking if n not in metas):
+        for meta in metas:
+            (b, b_low, b_high), (m, m_low, m_high) = final[baseline], final[meta]
+            if b > m:
+                overlap = "the intervals overlap" if b_low <= m_high and m_low <= b_high else \
+                    "the intervals do not overlap"
+                lines.append(f"- The baseline {baseline} beats the meta-learner {meta} "
+                             f"({b:.2f} vs {m:.2f}; {overlap}).")
+    return lines
+
+
+def _parse_run(text: str) -> tuple[str, str]:
+    algo, sep, run_dir = text.partition("=")
+    if not sep or not algo or not run_dir:
+        raise ConfigError(f"--run expects ALGO=RUN_DIR (e.g. maml=runs/maml), got {text!r}")
+    return algo, run_dir
+
+
+def _compare(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)  # small networks: extra threads only add overhead
+    pairs = [_parse_run(text) for text in args.runs or []]
+    runs = dict(pairs)
+    if len(runs) != len(pairs):
+        raise ConfigError("--run names the same algorithm twice")
+    train_options = {f.name: getattr(args, "train_" + f.name)
+                     for f in dataclasses.fields(TrainConfig)
+                     if getattr(args, "train_" + f.name, None) is not None}
+    results = compare(
+        args.family, [a.strip() for a in args.algos.split(",") if a.strip()], args.test_tasks,
+        args.adapt_steps, args.episodes, args.out, runs, args.train_iterations, train_options,
+        args.pretrain_steps, args.split, args.seed, args.device,
+    )
+    print(format_comparison(results))
+    print(f"wrote {RESULTS_JSON}, {RESULTS_MD} and {ADAPTATION_PNG} in {args.out}")
+
+
+def add_compare_command(verbs: argparse._SubParsersAction) -> None:
+    """Add ``metarl compare`` to the command line's verbs."""
+    parser = verbs.add_parser(
+        "compare", help="compare meta-learners and baselines on the same held-out tasks"
+    )
+    parser.add_argument("--family", required=True, help="task family (see `metarl families`)")
+    parser.add_argument("--algos", required=True, help="comma-separated meta-learners and "
+                        f"baselines ({', '.join(BASELINES)})")
+    parser.add_argument("--out", required=True, help="directory for results.json/.md, "
+                        "adaptation.png and runs trained here")
+    parser.add_argument("--run", action="append", dest="runs", metavar="ALGO=RUN_DIR",
+                        help="evaluate this run directory for ALGO instead of training it")
+    parser.add_argument("--test-tasks", type=int, default=40, help="held-out tasks (default 40)")
+    parser.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps (default 3)")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per step (default 20)")
+    parser.add_argument("--split", default="test", help="held-out split: test or ood")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split, sampling, baselines and training here")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--train-iterations", type=int, default=100,
+                        help="meta-iterations for meta-learners trained here (default 100)")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="ppo-finetune pretraining env steps (default: what meta-training "
+                             "sampled)")
+    group = parser.add_argument_group("meta-training here (meta-learners without --run)")
+    add_arguments(group, TrainConfig, prefix="train_",
+                  skip=("family", "algo", "iterations", "seed", "device", "algo_options"))
+    parser.set_defaults(run=_compare)

@@ -1,0 +1,83 @@
+"""Figures: the adaptation curves of a comparison and the training curve of a run.
+
+Figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas), so plotting needs
+no display and touches no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from metarl.checkpoint import METRICS, atomic_write
+from metarl.config import ConfigError
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.tight_layout()
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120), binary=True)
+    return path
+
+
+def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Mean return vs adaptation step, one line per learner with its 95% band, from the
+    ``results.json`` data that :func:`metarl.compare.compare` writes."""
+    figure = Figure(figsize=(8.5, 4.5))
+    axes = figure.add_subplot()
+    for name, result in results["learners"].items():
+        (line,) = axes.plot(result["adapt_steps"], result["mean_return"], marker="o", label=name)
+        axes.fill_between(
+            result["adapt_steps"], result["ci95_low"], result["ci95_high"],
+            color=line.get_color(), alpha=0.2, linewidth=0,
+        )
+    axes.set_xticks(results["adapt_steps"])
+    axes.set_xlabel(f"adaptation steps ({results['episodes_per_step']} episodes each)")
+    axes.set_ylabel(f"mean return over {results['test_tasks']} tasks")
+    axes.set_title(f"{results['family']}, {results['split']} split (bands: 95% CI across tasks)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="learner")
+    return _save(figure, Path(path))
+
+
+def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """The training curve of a run (return before and after adaptation per meta-iteration),
+    drawn from its ``metrics.csv``; written to ``out`` or ``RUN_DIR/training.png``."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / METRICS
+    if not metrics.exists():
+        raise ConfigError(f"no {METRICS} in {str(run_dir)!r}; is it a run directory?")
+    with metrics.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = ("iteration", "return_before", "return_after")
+    if not rows or any(column not in rows[0] for column in columns):
+        raise ConfigError(f"{str(metrics)!r} has no rows with the columns {list(columns)}")
+    iterations = [int(row["iteration"]) for row in rows]
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    axes.plot(iterations, [float(row["return_before"]) for row in rows], label="before adaptation")
+    axes.plot(iterations, [float(row["return_after"]) for row in rows], label="after adaptation")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("meta-iteration")
+    axes.set_ylabel("mean return over the iteration's tasks")
+    axes.set_title(f"training curve: {run_dir.name}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    return _save(figure, Path(out) if out else run_dir / "training.png")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    print(plot_training(args.run_dir, args.out))
+
+
+def add_plot_command(verbs: argparse._SubParsersAction) -> None:
+    """Add ``metarl plot RUN_DIR [--out PNG]`` to the command line's verbs."""
+    plot = verbs.add_parser("plot", help="draw a run's training curve from metrics.csv")
+    plot.add_argument("run_dir", help="a run directory written by `metarl train`")
+    plot.add_argument("--out", help="PNG to write (default: RUN_DIR/training.png)")
+    plot.set_defaults(run=_plot)

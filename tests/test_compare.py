@@ -1,0 +1,120 @@
+"""`compare` end to end on a tiny budget, the training plot, and bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.baselines import run_baseline
+from metarl.compare import add_compare_command, compare
+from metarl.config import ConfigError
+from metarl.plot import add_plot_command, plot_training
+from metarl.registry import get_family
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SCHEMA = ("family", "algo", "test_tasks", "episodes_per_step", "adapt_steps", "mean_return",
+          "ci95_low", "ci95_high", "wall_seconds", "task_returns")
+ALGOS = ["maml", "random", "ppo-scratch", "ppo-finetune"]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("compare")
+    results = compare(
+        "navigation2d", ALGOS, test_tasks=3, adapt_steps=1, episodes=2, out_dir=out,
+        train_iterations=2, train_options={"meta_batch_size": 2, "episodes_per_task": 2},
+        pretrain_steps=400,
+    )
+    return out, results
+
+
+def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) -> None:
+    out, results = comparison
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert list(saved["learners"]) == ALGOS
+    assert len(saved["tasks"]) == 3
+    for algo, learner in saved["learners"].items():
+        assert set(SCHEMA) <= set(learner), algo
+        assert learner["algo"] == algo and learner["family"] == "navigation2d"
+        assert learner["test_tasks"] == 3 and learner["episodes_per_step"] == 2
+        assert learner["adapt_steps"] == [0, 1]
+        for key in ("mean_return", "ci95_low", "ci95_high", "task_returns"):
+            assert len(learner[key]) == 2, (algo, key)
+        assert all(len(per_task) == 3 for per_task in learner["task_returns"])
+        assert all(low <= mean <= high for low, mean, high in
+                   zip(learner["ci95_low"], learner["mean_return"], learner["ci95_high"],
+                       strict=True))
+        assert learner["wall_seconds"] > 0
+    assert saved["learners"]["ppo-finetune"]["setup"]["pretrain_steps"] == 400
+    assert (out / "runs" / "maml" / "checkpoint.pt").exists()
+    table = (out / "results.md").read_text()
+    assert all(f"| {algo} |" in table for algo in ALGOS)
+    assert (out / "adaptation.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_training_writes_png(comparison: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = comparison
+    assert plot_training(out / "runs" / "maml").read_bytes().startswith(PNG_MAGIC)
+    assert plot_training(out / "runs" / "maml", tmp_path / "t.png") == tmp_path / "t.png"
+
+
+def test_random_baseline_is_reproducible() -> None:
+    family = get_family("navigation2d")
+    tasks = family.test_tasks(2, seed=1)
+    first, _ = run_baseline("random", family, tasks, 1, 2, seed=3)
+    second, _ = run_baseline("random", family, tasks, 1, 2, seed=3)
+    assert first.task_returns == second.task_returns and first.seed == 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    add_compare_command(verbs)
+    add_plot_command(verbs)
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algos", "maml,nope"], "unknown algorithm 'nope'"),
+        (["--algos", "random", "--episodes", "0"], "--episodes must be >= 1"),
+        (["--algos", "random", "--adapt-steps", "-1"], "--adapt-steps must be >= 0"),
+        (["--algos", "random", "--split", "weird"], "no split 'weird'"),
+        (["--algos", "random,random"], "names a learner twice"),
+        (["--algos", "maml", "--run", "maml=/no/such/run"], "does not exist"),
+        (["--algos", "maml", "--run", "maml"], "expects ALGO=RUN_DIR"),
+        (["--algos", "random", "--run", "random=/x"], "must name a meta-learner"),
+        (["--algos", "maml", "--meta-batch-size", "0"], "--meta-batch-size must be >= 1"),
+        (["--family", "nowhere", "--algos", "random"], "unknown task family 'nowhere'"),
+    ],
+)
+def test_compare_rejects_bad_input(argv: list[str], message: str, tmp_path: Path) -> None:
+    args = _parser().parse_args(
+        ["compare", "--family", "navigation2d", "--out", str(tmp_path), *argv]
+    )
+    with pytest.raises(ConfigError, match=message):
+        args.run(args)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_compare_rejects_run_of_another_learner_or_family(
+    comparison: tuple[Path, dict], tmp_path: Path
+) -> None:
+    run = comparison[0] / "runs" / "maml"
+    with pytest.raises(ConfigError, match="holds maml on navigation2d, not maml on catch"):
+        compare("catch", ["maml"], 3, 1, 2, tmp_path, runs={"maml": run})
+    with pytest.raises(ConfigError, match="already holds a run"):
+        compare("navigation2d", ["maml"], 3, 1, 2, comparison[0])
+
+
+def test_plot_rejects_missing_run(tmp_path: Path) -> None:
+    args = _parser().parse_args(["plot", str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match="no metrics.csv"):
+        args.run(args)
