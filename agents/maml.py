@@ -149,7 +149,7 @@ class MAML(MetaLearner):
         fvp = self.exact_fvp(data, adapted, theta) if exact else self.identity_fvp(data)
 
         result = trust_region_step(
-            theta, gradient, fvp, lambda: self.evaluate_outer(data), float(surrogate), options.max_kl,
+            theta, gradient, fvp, lambda: self.evaluate_outer(data), float(surrogate.detach()), options.max_kl,
             options.cg_iters, options.cg_damping, options.ls_max_steps,
             options.ls_backtrack_ratio,
         )

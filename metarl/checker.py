@@ -81,14 +81,6 @@ def _check_tasks(family: TaskFamily) -> list[str]:
             f"objects, got {tasks!r}"
         )
         return problems
-    if tasks != family.sample_tasks(N_TASKS, np.random.default_rng(0)):
-        problems.append("sample_tasks is not reproducible: draw only from the rng it is given")
-    for split in family.splits:
-        split_tasks = family.test_tasks(N_TASKS, seed=0, split=split)
-        if split_tasks != family.test_tasks(N_TASKS, seed=0, split=split):
-            problems.append(f"test_tasks(split={split!r}) is not reproducible for a fixed seed")
-        if len(split_tasks) != N_TASKS:
-            problems.append(f"test_tasks({N_TASKS}, split={split!r}) returned {len(split_tasks)}")
     for task in tasks:
         try:
             text = json.dumps(family.task_to_json(task))
@@ -103,6 +95,16 @@ def _check_tasks(family: TaskFamily) -> list[str]:
                 f"task {task!r} does not round-trip through JSON: task_from_json(task_to_json(t)) "
                 "must equal t"
             )
+    if problems:
+        return problems
+    if tasks != family.sample_tasks(N_TASKS, np.random.default_rng(0)):
+        problems.append("sample_tasks is not reproducible: draw only from the rng it is given")
+    for split in family.splits:
+        split_tasks = family.test_tasks(N_TASKS, seed=0, split=split)
+        if split_tasks != family.test_tasks(N_TASKS, seed=0, split=split):
+            problems.append(f"test_tasks(split={split!r}) is not reproducible for a fixed seed")
+        if len(split_tasks) != N_TASKS:
+            problems.append(f"test_tasks({N_TASKS}, split={split!r}) returned {len(split_tasks)}")
     return problems
 
 

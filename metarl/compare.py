@@ -107,18 +107,18 @@ def compare(
             run = meta_runs[algo]
             began = time.perf_counter()
             if run.trained_here:
-                learner = train(run.config, run.run_dir)
+                learner, iterations = train(run.config, run.run_dir), run.iterations
             else:
-                learner, _ = load_learner(run.run_dir, resolve_device(device))
+                learner, iterations = load_learner(run.run_dir, resolve_device(device))
             train_seconds = time.perf_counter() - began
             result = evaluate(learner, tasks, adapt_steps, episodes, seed, split)
-            steps = meta_training_steps(run.config, horizon, run.iterations)
+            steps = meta_training_steps(run.config, horizon, iterations)
             origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
                       else "loaded from its run directory")
             setup: dict[str, Any] = {
                 "kind": "meta-learner", "run_dir": str(run.run_dir), "trained_here":
-                run.trained_here, "iterations": run.iterations, "meta_training_env_steps": steps,
-                "description": f"{run.iterations} meta-iterations (at most {steps:,} env steps "
+                run.trained_here, "iterations": iterations, "meta_training_env_steps": steps,
+                "description": f"{iterations} meta-iterations (at most {steps:,} env steps "
                                f"of meta-training), run `{run.run_dir}`, {origin}",
             }
             if run.trained_here:

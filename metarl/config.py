@@ -87,7 +87,9 @@ def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
         if expected is int and isinstance(value, float):
             raise ConfigError(f"{what} key {key!r} must be an integer, got {value!r}")
         values[key] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
+    instance = cls(**values)
+    validate(instance)
+    return instance
 
 
 def load_json(path: str | Path) -> dict[str, Any]:

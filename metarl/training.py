@@ -29,15 +29,17 @@ from metarl.learner import MetaLearner
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, resume: bool = False, log: TextIO | None = sys.stdout
+    config: TrainConfig, out_dir: str | Path, resume: bool = False, log: TextIO | None | str = "stdout"
 ) -> MetaLearner:
     """Meta-train as ``config`` says, writing the run directory ``out_dir``.
 
     With ``resume`` an existing run continues from its checkpoint (its saved config wins,
     except ``iterations``, which may be raised). Every iteration appends a row to
     ``metrics.csv`` and then replaces ``checkpoint.pt``; Ctrl-C therefore loses at most the
-    iteration in flight, and a resumed run repeats it exactly.
+    iteration in flight, and a resumed run repeats it exactly. Progress goes to ``log``
+    (standard output by default, nothing with None).
     """
+    log = sys.stdout if log == "stdout" else log
     run_dir = Path(out_dir)
     device = resolve_device(config.device)
     if (run_dir / CHECKPOINT).exists():

@@ -1,0 +1,143 @@
+"""The command line end to end on tiny budgets: train, resume, evaluate, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.cli import main
+
+TINY = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8",
+        "--seed", "3"]
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iterations", "2", *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["meta_batch_size"] == 2
+    assert len(metrics(run)) == 2
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--test-tasks", "3", "--adapt-steps", "2",
+                 "--episodes", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["family"] == "navigation2d" and result["algo"] == "maml"
+    assert result["test_tasks"] == 3 and result["episodes_per_step"] == 2
+    assert result["adapt_steps"] == [0, 1, 2]
+    for key in ("mean_return", "ci95_low", "ci95_high"):
+        assert len(result[key]) == 3
+    assert all(lo <= m <= hi for lo, m, hi in
+               zip(result["ci95_low"], result["mean_return"], result["ci95_high"]))
+    assert result["wall_seconds"] > 0
+    assert "| 1 |" in capsys.readouterr().out
+
+
+def test_same_seed_same_metrics_and_resume_matches(tmp_path):
+    straight, first, again = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["train", "--out", str(straight), "--iterations", "4", *TINY]) == 0
+    assert main(["train", "--out", str(again), "--iterations", "4", *TINY]) == 0
+    assert metrics(straight) == metrics(again)
+    assert main(["train", "--out", str(first), "--iterations", "2", *TINY]) == 0
+    assert main(["train", "--out", str(first), "--iterations", "4", "--resume", *TINY]) == 0
+    assert metrics(first) == metrics(straight)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["learner"]["policy"]
+    b = torch.load(first / "checkpoint.pt", weights_only=True)["learner"]["policy"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    args = ["--iterations", "6", *TINY]
+    assert main(["train", "--out", str(straight), *args]) == 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metarl", "train", "--out", str(interrupted), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    for line in process.stdout:
+        if line.startswith("[2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert 2 <= len(metrics(interrupted)) < 6
+    assert main(["train", "--out", str(interrupted), "--resume", *args]) == 0
+    assert metrics(interrupted) == metrics(straight)
+
+
+def test_checkpoint_is_weights_only(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iterations", "1", *TINY]) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["format"] == "metarl-checkpoint" and state["iteration"] == 1
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": "metarl-checkpoint", "payload": Payload()}, run / "checkpoint.pt")
+    assert main(["evaluate", str(run), "--test-tasks", "2"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--family", "nope"], "unknown task family 'nope'"),
+        (["train", "--algo", "nope"], "unknown algorithm 'nope'"),
+        (["train", "--meta-batch-size", "0"], "--meta-batch-size must be >= 1"),
+        (["train", "--episodes-per-task", "-1"], "--episodes-per-task must be >= 1"),
+        (["train", "--inner-lr", "0"], "--inner-lr must be > 0"),
+        (["train", "--max-kl", "-1"], "--max-kl must be > 0"),
+    ],
+)
+def test_bad_training_input(tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    assert main([*argv, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not run.exists()
+
+
+def test_bad_run_directories(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(corrupt)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_existing_run_needs_resume_and_is_left_intact(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iterations", "1", *TINY]) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main(["train", "--out", str(run), "--iterations", "2", *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_families_check_and_module_entry_point(capsys):
+    assert main(["families"]) == 0
+    assert "navigation2d" in capsys.readouterr().out
+    assert main(["check", "navigation2d"]) == 0
+    assert main(["check", "envs.navigation2d:Navigation2D"]) == 0
+    assert main(["check", "nope"]) == 2
+    result = subprocess.run([sys.executable, "-m", "metarl", "families"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "maze" in result.stdout
