@@ -63,7 +63,8 @@ def test_adapted_model_predicts_held_out_transitions_better():
 def model_env(learner, n_tasks=3, episodes=4):
     tasks = learner.family.sample_tasks(n_tasks, np.random.default_rng(1))
     batch = real(learner, tasks, 2)
-    params = {k: v.detach() for k, v in learner.adapt_model(learner.model.transitions(batch)).items()}
+    adapted = learner.adapt_model(learner.model.transitions(batch))
+    params = {key: value.detach() for key, value in adapted.items()}
     starts = batch.observations[0].view(n_tasks, 2, -1)
     env = ModelEnv(learner.model, params, starts, episodes, learner.family.max_episode_steps,
                    learner.observation_space, learner.action_space)
