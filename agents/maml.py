@@ -59,13 +59,25 @@ class MAMLOptions:
 
 
 @dataclass
+class Episodes:
+    """A batch with its (fixed) advantages."""
+
+    batch: EpisodeBatch
+    advantages: Tensor
+
+    def subsample(self, fraction: float, generator: torch.Generator) -> Episodes:
+        if fraction >= 1.0:
+            return self
+        columns = self.batch.sample_columns(fraction, generator)
+        return Episodes(self.batch.select_columns(columns), self.advantages[:, columns])
+
+
+@dataclass
 class OuterData:
     """What the outer step needs: the inner episodes and the post-adaptation episodes."""
 
-    inner: list[EpisodeBatch]
-    inner_advantages: list[Tensor]
-    outer: EpisodeBatch
-    outer_advantages: Tensor
+    inner: list[Episodes]
+    outer: Episodes
     old_log_probs: Tensor
     adapted: Params
 
@@ -85,7 +97,7 @@ class MAML(MetaLearner):
     def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> OuterData:
         """Sample and adapt ``inner_steps`` times, then sample after adaptation."""
         params = self.meta_params()
-        inner, inner_advantages = [], []
+        inner = []
         for _ in range(self.config.inner_steps):
             start = time.perf_counter()
             batch = self.sample(tasks, params)
@@ -95,34 +107,33 @@ class MAML(MetaLearner):
             params = detach_params(policy_gradient_step(
                 self.policy, params, batch, batch_advantages, self.config.inner_lr, False
             ))
-            inner.append(batch)
-            inner_advantages.append(batch_advantages)
+            inner.append(Episodes(batch, batch_advantages))
             timings["inner"] += time.perf_counter() - start
         start = time.perf_counter()
         outer = self.sample(tasks, params)
         timings["sampling"] += time.perf_counter() - start
         return OuterData(
             inner=inner,
-            inner_advantages=inner_advantages,
-            outer=outer,
-            outer_advantages=advantages(outer, self.config.gamma, self.config.gae_lambda),
+            outer=Episodes(outer, advantages(outer, self.config.gamma, self.config.gae_lambda)),
             old_log_probs=outer.log_probs(self.policy, params),
             adapted=params,
         )
 
-    def adapted_params(self, data: OuterData, create_graph: bool) -> Params:
+    def adapted_params(self, inner: list[Episodes], create_graph: bool) -> Params:
         """theta_t as a function of the live theta_0, replaying the inner steps on fixed data."""
         params = self.policy.parameters_dict()
-        for batch, batch_advantages in zip(data.inner, data.inner_advantages):
+        for episodes in inner:
             params = policy_gradient_step(
-                self.policy, params, batch, batch_advantages, self.config.inner_lr, create_graph
+                self.policy, params, episodes.batch, episodes.advantages, self.config.inner_lr,
+                create_graph,
             )
         return params
 
     def outer_surrogate(self, data: OuterData, adapted: Params, clip: float | None = None) -> Tensor:
-        log_probs = data.outer.log_probs(self.policy, adapted)
+        outer = data.outer
+        log_probs = outer.batch.log_probs(self.policy, adapted)
         return clipped_surrogate(
-            log_probs, data.old_log_probs, data.outer_advantages, data.outer, clip
+            log_probs, data.old_log_probs, outer.advantages, outer.batch, clip
         ).mean()
 
     # --- the meta-update ------------------------------------------------------------------------
@@ -133,8 +144,8 @@ class MAML(MetaLearner):
         stats = self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
         timings["outer"] = time.perf_counter() - start
         return {
-            "return_before": float(data.inner[0].task_returns().mean()),
-            "return_after": float(data.outer.task_returns().mean()),
+            "return_before": float(data.inner[0].batch.task_returns().mean()),
+            "return_after": float(data.outer.batch.task_returns().mean()),
             **stats,
             **{f"{key}_seconds": value for key, value in timings.items()},
         }
@@ -142,15 +153,14 @@ class MAML(MetaLearner):
     def trpo_update(self, data: OuterData) -> dict[str, float]:
         options = self.options
         theta = list(self.policy.parameters())
-        adapted = self.adapted_params(data, create_graph=not options.first_order)
+        adapted = self.adapted_params(data.inner, create_graph=not options.first_order)
         surrogate = self.outer_surrogate(data, adapted)
+        gradient = flat(torch.autograd.grad(surrogate, theta))
         exact = options.fvp == "exact" and not options.first_order
-        gradient = flat(torch.autograd.grad(surrogate, theta, retain_graph=exact))
-        fvp = self.exact_fvp(data, adapted, theta) if exact else self.identity_fvp(data)
-
+        fvp = self.exact_fvp(data, theta) if exact else self.identity_fvp(data)
         result = trust_region_step(
-            theta, gradient, fvp, lambda: self.evaluate_outer(data), float(surrogate.detach()), options.max_kl,
-            options.cg_iters, options.cg_damping, options.ls_max_steps,
+            theta, gradient, fvp, lambda: self.evaluate_outer(data), float(surrogate.detach()),
+            options.max_kl, options.cg_iters, options.cg_damping, options.ls_max_steps,
             options.ls_backtrack_ratio,
         )
         return {
@@ -162,22 +172,27 @@ class MAML(MetaLearner):
 
     def evaluate_outer(self, data: OuterData) -> tuple[float, float]:
         """(surrogate, mean KL) at the current theta_0, without building a graph to keep."""
-        trial = detach_params(self.adapted_params(data, create_graph=False))
+        trial = detach_params(self.adapted_params(data.inner, create_graph=False))
         with torch.no_grad():
-            dist = data.outer.distributions(self.policy, trial)
-            kl = mean_kl(self.old_distribution(data), dist, data.outer)
+            dist = data.outer.batch.distributions(self.policy, trial)
+            kl = mean_kl(self.old_distribution(data), dist, data.outer.batch)
             return float(self.outer_surrogate(data, trial)), float(kl)
 
-    def old_distribution(self, data: OuterData, episodes: EpisodeBatch | None = None) -> Any:
-        episodes = data.outer if episodes is None else episodes
-        return detach_distribution(episodes.distributions(self.policy, data.adapted))
+    def old_distribution(self, data: OuterData) -> Any:
+        return detach_distribution(data.outer.batch.distributions(self.policy, data.adapted))
 
-    def exact_fvp(
-        self, data: OuterData, adapted: Params, theta: list[Tensor]
-    ) -> Callable[[Tensor], Tensor]:
-        """Hessian of the mean KL with respect to theta_0, through the inner step."""
-        dist = data.outer.distributions(self.policy, adapted)
-        kl = mean_kl(self.old_distribution(data), dist, data.outer)
+    def exact_fvp(self, data: OuterData, theta: list[Tensor]) -> Callable[[Tensor], Tensor]:
+        """Hessian of the mean KL with respect to theta_0, through the inner steps.
+
+        On ``fvp_subsample`` of the inner and outer episodes; the KL is taken against the
+        adapted policies of that subsample, so it is 0 with a positive semi-definite Hessian
+        at the current theta_0.
+        """
+        fraction, generator = self.options.fvp_subsample, self.sampler.generator
+        inner = [episodes.subsample(fraction, generator) for episodes in data.inner]
+        outer = data.outer.subsample(fraction, generator).batch
+        dist = outer.distributions(self.policy, self.adapted_params(inner, create_graph=True))
+        kl = mean_kl(detach_distribution(dist), dist, outer)
         grad_kl = flat(torch.autograd.grad(kl, theta, create_graph=True))
 
         def product(v: Tensor) -> Tensor:
@@ -186,11 +201,11 @@ class MAML(MetaLearner):
         return product
 
     def identity_fvp(self, data: OuterData) -> Callable[[Tensor], Tensor]:
-        """Mean over tasks of each adapted policy's Fisher, on a subsample of episodes."""
-        episodes = data.outer.subsample(self.options.fvp_subsample, self.sampler.generator)
+        """Mean over tasks of each adapted policy's Fisher (inner Jacobian taken as I)."""
+        outer = data.outer.subsample(self.options.fvp_subsample, self.sampler.generator).batch
         phi = {key: value.detach().requires_grad_() for key, value in data.adapted.items()}
-        dist = episodes.distributions(self.policy, phi)
-        kl = mean_kl(self.old_distribution(data, episodes), dist, episodes)
+        dist = outer.distributions(self.policy, phi)
+        kl = mean_kl(detach_distribution(dist), dist, outer)
         leaves = list(phi.values())
         grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
 
@@ -205,7 +220,7 @@ class MAML(MetaLearner):
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None
         for _ in range(self.options.ppo_epochs):
-            adapted = self.adapted_params(data, create_graph=not self.options.first_order)
+            adapted = self.adapted_params(data.inner, create_graph=not self.options.first_order)
             loss = -self.outer_surrogate(data, adapted, clip=self.options.ppo_clip)
             self.optimizer.zero_grad()
             loss.backward()

@@ -74,15 +74,15 @@ class EpisodeBatch:
         """The policy's distributions over the grouped observations (per-task ``params``)."""
         return policy.distribution(self.group(self.observations), params)
 
-    def subsample(self, fraction: float, generator: torch.Generator) -> EpisodeBatch:
-        """The same tasks with a random ``fraction`` of each task's episodes (at least one)."""
+    def sample_columns(self, fraction: float, generator: torch.Generator) -> Tensor:
+        """Random columns keeping ``fraction`` of each task's episodes (at least one), task-major."""
         keep = max(1, round(fraction * self.episodes_per_task))
-        if keep >= self.episodes_per_task:
-            return self
         chosen = torch.randperm(self.episodes_per_task, generator=generator)[:keep].sort().values
-        columns = (
-            torch.arange(self.n_tasks)[:, None] * self.episodes_per_task + chosen[None, :]
-        ).reshape(-1).to(self.rewards.device)
+        columns = torch.arange(self.n_tasks)[:, None] * self.episodes_per_task + chosen[None, :]
+        return columns.reshape(-1).to(self.rewards.device)
+
+    def select_columns(self, columns: Tensor) -> EpisodeBatch:
+        """The episodes in ``columns`` (as made by :meth:`sample_columns`)."""
         return EpisodeBatch(
             observations=self.observations[:, columns],
             actions=self.actions[:, columns],
@@ -90,7 +90,7 @@ class EpisodeBatch:
             mask=self.mask[:, columns],
             task_index=self.task_index[columns],
             n_tasks=self.n_tasks,
-            episodes_per_task=keep,
+            episodes_per_task=columns.numel() // self.n_tasks,
         )
 
 

@@ -66,6 +66,9 @@ def trust_region_step(
 ) -> TrustRegionResult:
     """One TRPO update of ``params`` in place, maximising a surrogate under a KL bound.
 
+    Backtracking shrinks the step by ``backtrack_ratio``, or more when the trial's KL says the
+    boundary is further in (KL is locally quadratic in the step length).
+
     ``gradient`` is the surrogate's gradient (flat) at the current ``params``, where the
     surrogate is ``base_surrogate``; ``evaluate()`` returns (surrogate, KL) at the current values
     of ``params`` and is called after each trial step.
@@ -86,7 +89,9 @@ def trust_region_step(
         gain = surrogate - base_surrogate
         if gain > 0 and kl <= max_kl and math.isfinite(surrogate):
             return TrustRegionResult(True, fraction, gain, kl, i + 1)
-        fraction *= backtrack_ratio
+        # KL grows about quadratically with the step: jump close to the boundary at once.
+        shrink = 0.95 * math.sqrt(max_kl / kl) if math.isfinite(kl) and kl > max_kl else 1.0
+        fraction *= min(backtrack_ratio, shrink)
     with torch.no_grad():
         for p, p0 in zip(params, start):
             p.copy_(p0)

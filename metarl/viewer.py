@@ -34,6 +34,8 @@ MUTED = (110, 110, 120)
 DIVIDER = (200, 200, 205)
 STEP_COLOURS = ((190, 60, 50), (40, 110, 200), (30, 140, 80), (140, 70, 170))
 """Label colour of panel k (before adaptation, then after each step; the last one repeats)."""
+GIF_COLOURS = 128
+"""Colours in a recorded GIF's shared palette (the families draw with flat colours)."""
 MAX_WINDOW_WIDTH = 1280
 """The default width of the whole view, when the panels' natural width is wider."""
 
@@ -391,23 +393,34 @@ class Window:
 
 def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None = None) -> Path:
     """Write ``frames`` frames of the view as ``frame_NNNN.png`` and ``watch.gif`` in ``out_dir``
-    (headless: no window is opened); returns the GIF's path."""
+    (headless: no window is opened); returns the GIF's path.
+
+    The GIF shares one palette across frames (taken from a few frames spread over the
+    recording), so unchanged regions cost nothing from frame to frame.
+    """
     import pygame
     from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     surface = pygame.Surface(view.natural_size(width))
-    images = []
-    for index in range(frames):
+    paths = [out_dir / f"frame_{index:04d}.png" for index in range(frames)]
+    for path in paths:
         view.draw(surface)
-        pygame.image.save(surface, str(out_dir / f"frame_{index:04d}.png"))
-        rgb = Image.frombytes("RGB", surface.get_size(), pygame.image.tobytes(surface, "RGB"))
-        images.append(rgb.quantize(colors=128, dither=Image.Dither.NONE))
+        pygame.image.save(surface, str(path))
         view.step()
+    samples = [Image.open(path).convert("RGB") for path in paths[:: max(1, frames // 8)]]
+    montage = Image.new("RGB", (samples[0].width, samples[0].height * len(samples)))
+    for index, sample in enumerate(samples):
+        montage.paste(sample, (0, index * sample.height))
+    palette = montage.quantize(colors=GIF_COLOURS, dither=Image.Dither.NONE)
+    images = (
+        Image.open(path).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
+        for path in paths
+    )
     gif = out_dir / "watch.gif"
-    images[0].save(
-        gif, save_all=True, append_images=images[1:], duration=round(1000 / view.fps), loop=0,
+    next(images).save(
+        gif, save_all=True, append_images=images, duration=round(1000 / view.fps), loop=0,
         optimize=True,
     )
     return gif
