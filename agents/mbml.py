@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.maml import MAML, MAMLOptions, OuterData
+from agents.maml import MAML, Episodes, MAMLOptions, OuterData
 from metarl.advantages import advantages
 from metarl.config import option
 from metarl.episodes import EpisodeBatch, Sampler
@@ -340,9 +340,9 @@ class MBML(MAML):
 
     def train_model(self, support: EpisodeBatch, query: EpisodeBatch) -> float:
         """Meta-train phi_0: adapt on ``support`` (theta_0's episodes), score on ``query``."""
-        query = query.subsample(
-            self.options.model_query_episodes / query.episodes_per_task, self.sampler.generator
-        )
+        fraction = self.options.model_query_episodes / query.episodes_per_task
+        if fraction < 1.0:
+            query = query.select_columns(query.sample_columns(fraction, self.sampler.generator))
         support_data, query_data = self.model.transitions(support), self.model.transitions(query)
         for _ in range(self.options.model_epochs):
             adapted = self.adapt_model(support_data, create_graph=True)
@@ -389,24 +389,21 @@ class MBML(MAML):
         if not bool(self.model.fitted):
             self.model.fit_normaliser(real_data)
         model_params = detach_params(self.adapt_model(real_data))
-        inner, inner_advantages = [], []
+        inner = []
         for _ in range(self.config.inner_steps):
             imagined = self.imagine(model_params, real, params)
             imagined_advantages = advantages(imagined, self.config.gamma, self.config.gae_lambda)
             params = detach_params(policy_gradient_step(
                 self.policy, params, imagined, imagined_advantages, self.config.inner_lr, False
             ))
-            inner.append(imagined)
-            inner_advantages.append(imagined_advantages)
+            inner.append(Episodes(imagined, imagined_advantages))
         timings["inner"] += time.perf_counter() - start
         start = time.perf_counter()
         outer = self.sample(tasks, params)
         timings["sampling"] += time.perf_counter() - start
         return ModelBasedData(
             inner=inner,
-            inner_advantages=inner_advantages,
-            outer=outer,
-            outer_advantages=advantages(outer, self.config.gamma, self.config.gae_lambda),
+            outer=Episodes(outer, advantages(outer, self.config.gamma, self.config.gae_lambda)),
             old_log_probs=outer.log_probs(self.policy, params),
             adapted=params,
             real=real,
@@ -419,12 +416,12 @@ class MBML(MAML):
         stats = self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
         timings["outer"] = time.perf_counter() - start
         start = time.perf_counter()
-        model_loss = self.train_model(data.real, data.outer)
+        model_loss = self.train_model(data.real, data.outer.batch)
         timings["model"] = time.perf_counter() - start
         return {
             "return_before": float(data.real.task_returns().mean()),
-            "return_after": float(data.outer.task_returns().mean()),
-            "imagined_return": float(data.inner[0].task_returns().mean()),
+            "return_after": float(data.outer.batch.task_returns().mean()),
+            "imagined_return": float(data.inner[0].batch.task_returns().mean()),
             "model_loss": model_loss,
             **stats,
             **{f"{key}_seconds": value for key, value in timings.items()},

@@ -124,8 +124,8 @@ def test_imagined_rollouts_give_finite_losses_and_gradients():
     tasks = learner.family.sample_tasks(6, learner.rng)
     timings = {"sampling": 0.0, "inner": 0.0}
     data = learner.collect(tasks, timings)
-    assert data.inner[0].episodes_per_task == 4 and data.real.episodes_per_task == 5
-    adapted = learner.adapted_params(data, create_graph=True)
+    assert data.inner[0].batch.episodes_per_task == 4 and data.real.episodes_per_task == 5
+    adapted = learner.adapted_params(data.inner, create_graph=True)
     surrogate = learner.outer_surrogate(data, adapted)
     grads = torch.autograd.grad(surrogate, list(learner.policy.parameters()))
     assert torch.isfinite(surrogate) and all(torch.isfinite(g).all() for g in grads)
