@@ -11,6 +11,7 @@ from pathlib import Path
 from metarl import registry
 from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device, write_json
 from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
+from metarl.viewer import add_watch_command
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     bench.add_argument("--json", help="write the figures to this JSON file")
     bench.set_defaults(run=_bench)
+
+    add_watch_command(verbs)
     return parser
 
 
