@@ -8,9 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from metarl import registry
 from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device, write_json
 from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
+from metarl.compare import add_compare_command
+from metarl.plot import add_plot_command
 from metarl.viewer import add_watch_command
 
 EXIT_ERROR = 2
@@ -95,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl", description="Meta-reinforcement learning for game agents."
     )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: metarl's small batched matmuls gain little from "
+             "more, and lose badly when cores are shared)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="meta-train a learner on a task family")
@@ -134,12 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the figures to this JSON file")
     bench.set_defaults(run=_bench)
 
+    add_compare_command(verbs)
+    add_plot_command(verbs)
     add_watch_command(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"metarl: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return EXIT_ERROR
+    torch.set_num_threads(args.threads)
     try:
         args.run(args)
     except (ConfigError, RunDirectoryError, FloatingPointError) as error:
