@@ -123,21 +123,20 @@ class Sampler:
         n = env.num_envs
         grouped = is_per_task(params)
         observations = torch.zeros((horizon, *obs.shape), dtype=torch.float32, device=self.device)
-        actions: Tensor | None = None
+        actions = torch.zeros((horizon, n, *self.policy.action_shape),
+                              dtype=self.policy.action_dtype, device=self.device)
         rewards = np.zeros((horizon, n), dtype=np.float32)
         mask = np.zeros((horizon, n), dtype=np.float32)
         alive = np.ones(n, dtype=bool)
+        batch_shape = (n_tasks, episodes_per_task) if grouped else (n,)
+        noise = self.policy.noise((horizon, *batch_shape), self.generator, self.device)
         for t in range(horizon):
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             observations[t] = obs_t
-            policy_input = obs_t.view(n_tasks, episodes_per_task, -1) if grouped else obs_t
-            action = self.policy.sample(
-                self.policy.distribution(policy_input, params), self.generator
-            ).reshape(n, *self.policy.action_shape)
-            if actions is None:
-                actions = torch.zeros(
-                    (horizon, *action.shape), dtype=action.dtype, device=self.device
-                )
+            dist = self.policy.distribution(obs_t.view(*batch_shape, -1), params)
+            action = self.policy.actions_from_noise(dist, noise[t]).reshape(
+                n, *self.policy.action_shape
+            )
             actions[t] = action
             mask[t] = alive
             obs, reward, terminated, _, _ = env.step(action.cpu().numpy())

@@ -62,9 +62,20 @@ class MLPPolicy(nn.Module):
     def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
         raise NotImplementedError
 
+    def noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        """Standard noise for :meth:`actions_from_noise`: draw a whole rollout's at once."""
+        raise NotImplementedError
+
+    def actions_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        """The actions ``dist`` gives for standard ``noise`` (a reparameterised sample)."""
+        raise NotImplementedError
+
     def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
         """Draw one action per batch entry using ``generator`` (reproducible sampling)."""
-        raise NotImplementedError
+        noise = self.noise(dist.batch_shape, generator, dist.mean.device)
+        return self.actions_from_noise(dist, noise)
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -77,6 +88,7 @@ class GaussianMLPPolicy(MLPPolicy):
         super().__init__(obs_dim, act_dim, hidden_sizes, activation)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.action_shape: tuple[int, ...] = (act_dim,)
+        self.action_dtype = torch.float32
 
     def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
         params = self.parameters_dict() if params is None else params
@@ -87,10 +99,13 @@ class GaussianMLPPolicy(MLPPolicy):
         std = torch.exp(torch.clamp(log_std, min=MIN_LOG_STD)).expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
-    def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
-        normal = dist.base_dist
-        noise = torch.randn(normal.loc.shape, generator=generator, device=normal.loc.device)
-        return normal.loc + normal.scale * noise
+    def noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        return torch.randn((*batch_shape, *self.action_shape), generator=generator, device=device)
+
+    def actions_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        return dist.base_dist.loc + dist.base_dist.scale * noise
 
 
 class CategoricalMLPPolicy(MLPPolicy):
@@ -102,15 +117,22 @@ class CategoricalMLPPolicy(MLPPolicy):
     ) -> None:
         super().__init__(obs_dim, n_actions, hidden_sizes, activation)
         self.action_shape: tuple[int, ...] = ()
+        self.action_dtype = torch.int64
 
     def distribution(self, obs: Tensor, params: Params | None = None) -> Distribution:
         params = self.parameters_dict() if params is None else params
         return Categorical(logits=self._trunk(obs, params), validate_args=False)
 
-    def sample(self, dist: Distribution, generator: torch.Generator | None = None) -> Tensor:
-        probs = dist.probs
-        flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    def noise(
+        self, batch_shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+    ) -> Tensor:
+        return torch.rand(tuple(batch_shape), generator=generator, device=device)
+
+    def actions_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        """Inverse-CDF sampling: the first action whose cumulative probability exceeds noise."""
+        cdf = dist.probs.cumsum(dim=-1)
+        below = (cdf < noise.unsqueeze(-1) * cdf[..., -1:]).sum(dim=-1)
+        return below.clamp(max=dist.probs.shape[-1] - 1)
 
 
 def make_policy(
