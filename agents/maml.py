@@ -103,18 +103,32 @@ class MAML(MetaLearner):
             batch = self.sample(tasks, params)
             timings["sampling"] += time.perf_counter() - start
             start = time.perf_counter()
-            batch_advantages = advantages(batch, self.config.gamma, self.config.gae_lambda)
-            params = detach_params(policy_gradient_step(
-                self.policy, params, batch, batch_advantages, self.config.inner_lr, False
-            ))
-            inner.append(Episodes(batch, batch_advantages))
+            episodes = self.with_advantages(batch)
+            params = self.inner_step(params, episodes)
+            inner.append(episodes)
             timings["inner"] += time.perf_counter() - start
+        return self.sample_after_adaptation(tasks, inner, params, timings)
+
+    def with_advantages(self, batch: EpisodeBatch) -> Episodes:
+        return Episodes(batch, advantages(batch, self.config.gamma, self.config.gae_lambda))
+
+    def inner_step(self, params: Params, episodes: Episodes) -> Params:
+        """A detached inner step (for sampling; the outer step replays it differentiably)."""
+        return detach_params(policy_gradient_step(
+            self.policy, params, episodes.batch, episodes.advantages, self.config.inner_lr, False
+        ))
+
+    def sample_after_adaptation(
+        self, tasks: Sequence[Any], inner: list[Episodes], params: Params,
+        timings: dict[str, float],
+    ) -> OuterData:
+        """Fresh episodes with the adapted ``params``: the data of the outer step."""
         start = time.perf_counter()
         outer = self.sample(tasks, params)
         timings["sampling"] += time.perf_counter() - start
         return OuterData(
             inner=inner,
-            outer=Episodes(outer, advantages(outer, self.config.gamma, self.config.gae_lambda)),
+            outer=self.with_advantages(outer),
             old_log_probs=outer.log_probs(self.policy, params),
             adapted=params,
         )

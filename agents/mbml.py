@@ -42,11 +42,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.maml import MAML, Episodes, MAMLOptions, OuterData
-from metarl.advantages import advantages
+from agents.maml import MAML, MAMLOptions, OuterData
 from metarl.config import option
 from metarl.episodes import EpisodeBatch, Sampler
-from metarl.pg import detach_params, policy_gradient_step
+from metarl.pg import detach_params
 from metarl.policy import Params, per_task
 from metarl.registry import register_learner
 from metarl.vector import BatchedEnv
@@ -370,11 +369,7 @@ class MBML(MAML):
         """Adapt the model to ``episodes`` (real), then one policy-gradient step on imagined
         episodes in it."""
         model_params = detach_params(self.adapt_model(self.model.transitions(episodes)))
-        imagined = self.imagine(model_params, episodes, params)
-        imagined_advantages = advantages(imagined, self.config.gamma, self.config.gae_lambda)
-        return policy_gradient_step(
-            self.policy, params, imagined, imagined_advantages, self.config.inner_lr, create_graph
-        )
+        return super().adapt(params, self.imagine(model_params, episodes, params), create_graph)
 
     def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> ModelBasedData:
         """Real episodes with theta_0, adapted models, imagined inner steps, real episodes after."""
@@ -391,23 +386,12 @@ class MBML(MAML):
         model_params = detach_params(self.adapt_model(real_data))
         inner = []
         for _ in range(self.config.inner_steps):
-            imagined = self.imagine(model_params, real, params)
-            imagined_advantages = advantages(imagined, self.config.gamma, self.config.gae_lambda)
-            params = detach_params(policy_gradient_step(
-                self.policy, params, imagined, imagined_advantages, self.config.inner_lr, False
-            ))
-            inner.append(Episodes(imagined, imagined_advantages))
+            episodes = self.with_advantages(self.imagine(model_params, real, params))
+            params = self.inner_step(params, episodes)
+            inner.append(episodes)
         timings["inner"] += time.perf_counter() - start
-        start = time.perf_counter()
-        outer = self.sample(tasks, params)
-        timings["sampling"] += time.perf_counter() - start
-        return ModelBasedData(
-            inner=inner,
-            outer=Episodes(outer, advantages(outer, self.config.gamma, self.config.gae_lambda)),
-            old_log_probs=outer.log_probs(self.policy, params),
-            adapted=params,
-            real=real,
-        )
+        data = self.sample_after_adaptation(tasks, inner, params, timings)
+        return ModelBasedData(**vars(data), real=real)
 
     def step(self, tasks: Sequence[Any]) -> dict[str, float]:
         timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0, "model": 0.0}
