@@ -1,7 +1,8 @@
 """``metarl bench``: sampler throughput and seconds per meta-iteration, measured.
 
 Figures are medians over repeats after a warm-up. The reference configuration is
-Navigation2D, 20 tasks x 20 episodes, horizon 100, MAML-TRPO with one inner step.
+Navigation2D, 20 tasks x 20 episodes, horizon 100, MAML-TRPO with one inner step; its figures
+sit at the top level of the JSON (``env_steps_per_second``, ``seconds_per_iteration``).
 """
 
 from __future__ import annotations
@@ -9,18 +10,25 @@ from __future__ import annotations
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from metarl.checkpoint import build_learner, resolve_device
 from metarl.config import TrainConfig
 from metarl.family import TaskFamily
 from metarl.learner import MetaLearner
 from metarl.policy import per_task
+from metarl.registry import get_family
+
+SCALING_SIZES = ((20, 20), (50, 20), (100, 20), (200, 50))
+"""(tasks, episodes per task) for the sampler's scaling table."""
+ITERATION_TASKS = (10, 20, 40)
+"""Meta-batch sizes for the meta-iteration scaling table (20 episodes each)."""
 
 
 def median_seconds(run: Callable[[], Any], repeats: int) -> float:
@@ -33,8 +41,14 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def sampler_throughput(learner: MetaLearner, n_tasks: int, episodes: int, repeats: int) -> dict[str, float]:
-    """Environment steps per second of the sampler with shared and with per-task parameters."""
+def sampler_throughput(
+    learner: MetaLearner, n_tasks: int, episodes: int, repeats: int
+) -> dict[str, float]:
+    """Environment steps per second of the sampler with shared and with per-task parameters.
+
+    Steps are counted as tasks x episodes x horizon (steps after termination are skipped by
+    families that end early, so the figure is conservative).
+    """
     tasks = learner.family.sample_tasks(n_tasks, np.random.default_rng(0))
     shared = learner.meta_params()
     grouped = per_task(shared, n_tasks)
@@ -49,7 +63,9 @@ def sampler_throughput(learner: MetaLearner, n_tasks: int, episodes: int, repeat
     }
 
 
-def batched_vs_sync(family: TaskFamily, n_tasks: int, episodes: int, repeats: int) -> dict[str, float]:
+def batched_vs_sync(
+    family: TaskFamily, n_tasks: int, episodes: int, repeats: int
+) -> dict[str, float]:
     """Random-action steps per second: the family's batched env vs gymnasium's SyncVectorEnv."""
     tasks = family.sample_tasks(n_tasks, np.random.default_rng(0))
     horizon = family.max_episode_steps
@@ -68,8 +84,11 @@ def batched_vs_sync(family: TaskFamily, n_tasks: int, episodes: int, repeats: in
     steps = n_tasks * episodes * horizon
     batched_rate = steps / median_seconds(lambda: run(batched), repeats)
     sync_rate = steps / median_seconds(lambda: run(sync), max(1, repeats // 3))
-    return {"batched_steps_per_second": batched_rate, "sync_vector_env_steps_per_second": sync_rate,
-            "speedup": batched_rate / sync_rate}
+    return {
+        "batched_steps_per_second": batched_rate,
+        "sync_vector_env_steps_per_second": sync_rate,
+        "speedup": batched_rate / sync_rate,
+    }
 
 
 def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, float]:
@@ -82,7 +101,7 @@ def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, floa
         metrics = learner.step(tasks)
         metrics["total"] = time.perf_counter() - start
         records.append(metrics)
-    keys = ("sampling_seconds", "inner_seconds", "outer_seconds")
+    keys = sorted(key for key in records[0] if key.endswith("_seconds"))
     result = {"seconds_per_iteration": statistics.median(r["total"] for r in records)}
     result.update({key: statistics.median(r[key] for r in records) for key in keys})
     return result
@@ -93,30 +112,64 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _learner(family: str, algo: str, device: str, algo_options: dict[str, Any],
+             **sizes: int) -> MetaLearner:
+    config = TrainConfig(family=family, algo=algo, device=device, algo_options=algo_options,
+                         **sizes)
+    return build_learner(config, resolve_device(device))
+
+
 def run_bench(
-    family: str = "navigation2d", algo: str = "maml", device: str = "cpu",
-    repeats: int = 5, algo_options: dict[str, Any] | None = None,
+    family: str = "navigation2d",
+    algo: str = "maml",
+    device: str = "cpu",
+    repeats: int = 5,
+    algo_options: dict[str, Any] | None = None,
+    scaling: bool = False,
+    families: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """All figures for one family and learner at the reference batch size."""
-    config = TrainConfig(family=family, algo=algo, device=device, algo_options=algo_options or {})
-    learner = build_learner(config, resolve_device(device))
-    sampler = sampler_throughput(
-        learner, config.meta_batch_size, config.episodes_per_task, repeats
-    )
+    """The reference figures for ``family`` and ``algo``; with ``scaling`` also the batch-size
+    tables; for each of ``families`` the sampler and batched-vs-Gymnasium figures."""
+    options = algo_options or {}
+    learner = _learner(family, algo, device, options)
+    config = learner.config
     iteration = meta_iteration_seconds(learner, repeats)
-    return {
+    result: dict[str, Any] = {
         "family": family,
         "algo": algo,
+        "algo_options": options,
         "device": str(learner.device),
         "torch_threads": torch.get_num_threads(),
         "tasks": config.meta_batch_size,
         "episodes_per_task": config.episodes_per_task,
         "horizon": learner.family.max_episode_steps,
-        "env_steps_per_second": sampler["env_steps_per_second"],
-        "env_steps_per_second_per_task_params": sampler["env_steps_per_second_per_task_params"],
         **iteration,
-        "batched_vs_sync": batched_vs_sync(
-            learner.family, config.meta_batch_size, config.episodes_per_task, repeats
-        ),
         "peak_memory_mib": peak_memory_mib(),
     }
+    sampler = sampler_throughput(learner, config.meta_batch_size, config.episodes_per_task,
+                                 repeats)
+    result["env_steps_per_second"] = sampler["env_steps_per_second"]
+    result["env_steps_per_second_per_task_params"] = sampler[
+        "env_steps_per_second_per_task_params"
+    ]
+    if scaling:
+        result["sampler_scaling"] = [
+            sampler_throughput(learner, tasks, episodes, max(1, repeats // 2))
+            for tasks, episodes in tqdm(SCALING_SIZES, desc="sampler scaling", leave=False)
+        ]
+        result["iteration_scaling"] = [
+            {"tasks": tasks, **meta_iteration_seconds(
+                _learner(family, algo, device, options, meta_batch_size=tasks),
+                max(1, repeats // 2))}
+            for tasks in tqdm(ITERATION_TASKS, desc="iteration scaling", leave=False)
+        ]
+    result["families"] = {
+        name: {
+            **sampler_throughput(_learner(name, algo, device, options), config.meta_batch_size,
+                                 config.episodes_per_task, repeats),
+            "batched_vs_sync": batched_vs_sync(get_family(name), config.meta_batch_size,
+                                               config.episodes_per_task, repeats),
+        }
+        for name in tqdm(families, desc="families", leave=False)
+    }
+    return result

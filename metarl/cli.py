@@ -12,8 +12,8 @@ import torch
 
 from metarl import registry
 from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device, write_json
-from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
 from metarl.compare import add_compare_command
+from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
 from metarl.plot import add_plot_command
 from metarl.viewer import add_watch_command
 
@@ -89,7 +89,22 @@ def _check(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from metarl.bench import run_bench
 
-    result = run_bench(args.family, args.algo, args.device, args.repeats)
+    try:
+        options = json.loads(args.algo_options)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--algo-options is not a JSON object: {error}") from None
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    families = registry.family_names() if args.families == "all" else [
+        name for name in args.families.split(",") if name
+    ]
+    for name in [args.family, *families]:
+        try:
+            registry.get_family(name)
+        except KeyError as error:
+            raise ConfigError(error.args[0]) from None
+    result = run_bench(args.family, args.algo, args.device, args.repeats, options,
+                       args.scaling, families)
     print(json.dumps(result, indent=2))
     if args.json:
         write_json(Path(args.json), result)
@@ -139,7 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--family", default="navigation2d")
     bench.add_argument("--algo", default="maml")
     bench.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--algo-options", default="{}",
+                       help='the learner\'s options as JSON, e.g. \'{"fvp": "identity"}\'')
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    bench.add_argument("--scaling", action="store_true",
+                       help="also time the sampler and meta-iteration over a range of batch sizes")
+    bench.add_argument("--families", default="",
+                       help="comma-separated families (or 'all') for sampler figures and the "
+                            "speed-up over gymnasium's SyncVectorEnv")
     bench.add_argument("--json", help="write the figures to this JSON file")
     bench.set_defaults(run=_bench)
 
