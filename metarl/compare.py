@@ -226,27 +226,28 @@ def format_comparison(results: Mapping[str, Any]) -> str:
     lines += ["", "## Setup", ""]
     lines += [f"- **{name}**: {result['setup']['description']}" for name, result in
               learners.items()]
-    lines += ["", f"## After the last adaptation step (k = {steps[-1]})", ""] + _verdict(learners)
+    lines += ["", "## Verdict", ""] + _verdict(learners)
     return "\n".join(lines) + "\n"
 
 
 def _verdict(learners: Mapping[str, Any]) -> list[str]:
-    """Plain sentences: the ranking after the last step, and every baseline that beats a
-    meta-learner there."""
-    final = {name: (r["mean_return"][-1], r["ci95_low"][-1], r["ci95_high"][-1])
-             for name, r in learners.items()}
-    ranking = sorted(final, key=lambda name: final[name][0], reverse=True)
-    lines = ["Ranking by mean return: " + " > ".join(
-        f"{name} ({final[name][0]:.2f})" for name in ranking) + "."]
+    """Plain sentences: the ranking after the last step, and every step at which a baseline
+    beats a meta-learner."""
+    final = {name: r["mean_return"][-1] for name, r in learners.items()}
+    ranking = sorted(final, key=final.__getitem__, reverse=True)
+    lines = ["Ranking by mean return after the last step: " + " > ".join(
+        f"{name} ({final[name]:.2f})" for name in ranking) + "."]
     metas = [n for n, r in learners.items() if r["setup"]["kind"] == "meta-learner"]
-    for baseline in (n for n in ranking if n not in metas):
+    for baseline in (n for n in learners if n not in metas):
         for meta in metas:
-            (b, b_low, b_high), (m, m_low, m_high) = final[baseline], final[meta]
-            if b > m:
-                overlap = "the intervals overlap" if b_low <= m_high and m_low <= b_high else \
-                    "the intervals do not overlap"
-                lines.append(f"- The baseline {baseline} beats the meta-learner {meta} "
-                             f"({b:.2f} vs {m:.2f}; {overlap}).")
+            b, m = learners[baseline], learners[meta]
+            for k, (b_mean, m_mean) in enumerate(zip(b["mean_return"], m["mean_return"],
+                                                     strict=True)):
+                if b_mean > m_mean:
+                    overlap = b["ci95_low"][k] <= m["ci95_high"][k]
+                    lines.append(f"- k = {k}: the baseline {baseline} beats the meta-learner "
+                                 f"{meta} ({b_mean:.2f} vs {m_mean:.2f}; the intervals "
+                                 f"{'overlap' if overlap else 'do not overlap'}).")
     return lines
 
 
