@@ -44,13 +44,13 @@ class MAMLOptions:
     ls_max_steps: int = option(15, "TRPO line-search steps", min=1)
     ls_backtrack_ratio: float = option(0.8, "TRPO line-search shrink factor", above=0.0, max=1.0)
     fvp: str = option(
-        "identity",
+        "exact",
         "TRPO metric: 'exact' differentiates the KL twice through the inner step; 'identity' "
         "uses the adapted policies' Fisher, taking the inner step's Jacobian as I",
         choices=("exact", "identity"),
     )
     fvp_subsample: float = option(
-        0.2, "fraction of post-adaptation episodes used for Fisher-vector products (identity)",
+        0.2, "fraction of each task's episodes used for the TRPO metric's products",
         above=0.0, max=1.0,
     )
     outer_lr: float = option(1e-3, "ppo outer optimiser: Adam step size", above=0.0)

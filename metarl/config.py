@@ -61,6 +61,11 @@ class TrainConfig:
     gae_lambda: float = option(1.0, "GAE lambda", min=0.0, max=1.0)
     hidden_sizes: tuple[int, ...] = option((64, 64), "policy hidden layer sizes", min=1)
     activation: str = option("tanh", "policy activation", choices=("tanh", "relu", "elu"))
+    backend: str = option("local", "sampler backend: local, or ray (tasks split across Ray "
+                          "actors; needs the [ray] extra)", choices=("local", "ray"))
+    num_workers: int = option(2, "Ray backend: sampler actors", min=1)
+    ray_address: str = option("", "Ray backend: address of a running cluster (empty: start a "
+                              "local Ray instance)")
     algo_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "the learner's own options (JSON object)"}
     )

@@ -108,14 +108,28 @@ class Sampler:
         self.device = device
         self.generator = torch.Generator(device=device)
 
-    @torch.no_grad()
     def sample(
         self, tasks: Sequence[Any], episodes_per_task: int, params: Params, seed: int
     ) -> EpisodeBatch:
         """Roll out ``episodes_per_task`` episodes on each task with ``params``.
 
         ``params`` are shared (one policy for all tasks) or per task (leading ``len(tasks)``).
+        Environments are seeded with ``seed``; action noise comes from :attr:`generator`.
         """
+        columns = len(tasks) * episodes_per_task
+        noise = self.policy.noise(
+            (self.family.max_episode_steps, columns), self.generator, self.device
+        )
+        return self.rollout(tasks, episodes_per_task, params, seed, noise)
+
+    @torch.no_grad()
+    def rollout(
+        self, tasks: Sequence[Any], episodes_per_task: int, params: Params, seed: int,
+        noise: Tensor,
+    ) -> EpisodeBatch:
+        """:meth:`sample` with the action noise given, ``[T, B, ...]``: a pure function of its
+        arguments, so any slice of tasks can be rolled out elsewhere (column ``i`` of a batch
+        seeded with ``seed`` is seeded like a single env with ``seed + i``)."""
         n_tasks = len(tasks)
         env = self.family.make_vector_env(tasks, episodes_per_task)
         obs, _ = env.reset(seed=seed)
@@ -129,12 +143,12 @@ class Sampler:
         mask = np.zeros((horizon, n), dtype=np.float32)
         alive = np.ones(n, dtype=bool)
         batch_shape = (n_tasks, episodes_per_task) if grouped else (n,)
-        noise = self.policy.noise((horizon, *batch_shape), self.generator, self.device)
         for t in range(horizon):
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             observations[t] = obs_t
             dist = self.policy.distribution(obs_t.view(*batch_shape, -1), params)
-            action = self.policy.actions_from_noise(dist, noise[t]).reshape(
+            step_noise = noise[t].view(*batch_shape, *noise.shape[2:])
+            action = self.policy.actions_from_noise(dist, step_noise).reshape(
                 n, *self.policy.action_shape
             )
             actions[t] = action

@@ -16,11 +16,26 @@ import numpy as np
 import torch
 
 from metarl.advantages import advantages
-from metarl.config import TrainConfig, from_dict
+from metarl.config import ConfigError, TrainConfig, from_dict
 from metarl.episodes import EpisodeBatch, Sampler
 from metarl.family import TaskFamily
 from metarl.pg import detach_params, policy_gradient_step
-from metarl.policy import Params, make_policy
+from metarl.policy import MLPPolicy, Params, make_policy
+
+
+def make_sampler(
+    config: TrainConfig, family: TaskFamily, policy: MLPPolicy, device: torch.device
+) -> Sampler:
+    """The sampler backend the config names (the Ray one is imported only when asked for)."""
+    if config.backend == "ray":
+        try:
+            from metarl.ray_sampler import RaySampler
+        except ImportError as error:
+            raise ConfigError(
+                f"--backend ray needs Ray ({error}); install it with: pip install -e '.[ray]'"
+            ) from None
+        return RaySampler(family, policy, device, config.num_workers, config.ray_address)
+    return Sampler(family, policy, device)
 
 
 @dataclass(frozen=True)
@@ -46,7 +61,7 @@ class MetaLearner(abc.ABC):
             env.observation_space, env.action_space, config.hidden_sizes, config.activation
         ).to(device)
         env.close()
-        self.sampler = Sampler(family, self.policy, device)
+        self.sampler = make_sampler(config, family, self.policy, device)
         self.sampler.generator.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
 
