@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from metarl.config import TrainConfig
-from metarl.evaluation import EvaluationResult, confidence_interval
+from metarl.evaluation import EvaluationResult
 from metarl.family import TaskFamily
 
 BASELINES = ("ppo-scratch", "ppo-finetune", "random")
@@ -174,19 +174,7 @@ def run_baseline(
             returns[step, i] = np.mean(episode_returns)
         train_env.close()
         eval_env.close()
-    intervals = [confidence_interval(r) for r in returns]
-    result = EvaluationResult(
-        family=family.name,
-        algo=name,
-        split=split,
-        test_tasks=len(tasks),
-        episodes_per_step=episodes,
-        adapt_steps=list(range(adapt_steps + 1)),
-        mean_return=[float(r.mean()) for r in returns],
-        ci95_low=[low for low, _ in intervals],
-        ci95_high=[high for _, high in intervals],
-        task_returns=[r.tolist() for r in returns],
-        seed=seed,
-        wall_seconds=time.perf_counter() - began,
+    result = EvaluationResult.from_returns(
+        list(returns), family.name, name, split, episodes, seed, time.perf_counter() - began
     )
     return result, setup

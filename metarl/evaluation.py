@@ -37,6 +37,28 @@ class EvaluationResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_returns(
+        cls, returns: Sequence[np.ndarray], family: str, algo: str, split: str,
+        episodes: int, seed: int, wall_seconds: float,
+    ) -> EvaluationResult:
+        """Summarise per-task returns (one array per adaptation step, 0 first)."""
+        intervals = [confidence_interval(np.asarray(r)) for r in returns]
+        return cls(
+            family=family,
+            algo=algo,
+            split=split,
+            test_tasks=len(returns[0]),
+            episodes_per_step=episodes,
+            adapt_steps=list(range(len(returns))),
+            mean_return=[float(np.mean(r)) for r in returns],
+            ci95_low=[low for low, _ in intervals],
+            ci95_high=[high for _, high in intervals],
+            task_returns=[np.asarray(r, dtype=np.float64).tolist() for r in returns],
+            seed=seed,
+            wall_seconds=wall_seconds,
+        )
+
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values`` (independent tasks)."""
@@ -76,20 +98,9 @@ def evaluate(
                 params = detach_params(learner.adapt(params, batch))
     finally:
         learner.sampler.generator.set_state(generator_state)
-    intervals = [confidence_interval(returns) for returns in per_step]
-    return EvaluationResult(
-        family=learner.config.family,
-        algo=learner.config.algo,
-        split=split,
-        test_tasks=len(tasks),
-        episodes_per_step=episodes,
-        adapt_steps=list(range(adapt_steps + 1)),
-        mean_return=[float(r.mean()) for r in per_step],
-        ci95_low=[low for low, _ in intervals],
-        ci95_high=[high for _, high in intervals],
-        task_returns=[r.tolist() for r in per_step],
-        seed=seed,
-        wall_seconds=time.perf_counter() - began,
+    return EvaluationResult.from_returns(
+        per_step, learner.config.family, learner.config.algo, split, episodes, seed,
+        time.perf_counter() - began,
     )
 
 
