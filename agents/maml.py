@@ -143,7 +143,9 @@ class MAML(MetaLearner):
             )
         return params
 
-    def outer_surrogate(self, data: OuterData, adapted: Params, clip: float | None = None) -> Tensor:
+    def outer_surrogate(
+        self, data: OuterData, adapted: Params, clip: float | None = None
+    ) -> Tensor:
         outer = data.outer
         log_probs = outer.batch.log_probs(self.policy, adapted)
         return clipped_surrogate(

@@ -19,7 +19,7 @@ def discount_matrix(horizon: int, factor: float, device: torch.device | None = N
     """``M[t, s] = factor ** (s - t)`` for ``s >= t``, else 0; ``M @ x`` is a discounted sum."""
     steps = torch.arange(horizon, device=device, dtype=torch.float64)
     power = steps[None, :] - steps[:, None]
-    matrix = torch.where(power >= 0, factor ** power.clamp(min=0), torch.zeros((), dtype=power.dtype, device=device))
+    matrix = (factor ** power.clamp(min=0)) * (power >= 0)
     return matrix.to(torch.float32)
 
 

@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from metarl.config import TrainConfig
 from metarl.evaluation import EvaluationResult
 from metarl.family import TaskFamily
+
+if TYPE_CHECKING:  # stable-baselines3 is imported when a baseline runs, not at start-up
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecEnv
 
 BASELINES = ("ppo-scratch", "ppo-finetune", "random")
 _SEED_STREAM = 0xBA5E
@@ -84,28 +84,37 @@ class TrainingTaskMixture(gym.Wrapper):
         return self.env.reset(seed=seed, options={**(options or {}), "task": self._draw()})
 
 
-class _Progress(BaseCallback):
-    """A tqdm bar over PPO's environment steps."""
+def _progress(total: int, desc: str) -> BaseCallback:
+    """A callback showing a tqdm bar over PPO's environment steps."""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    def __init__(self, total: int, desc: str) -> None:
-        super().__init__()
-        self.bar = tqdm(total=total, desc=desc, unit="step", unit_scale=True)
+    class Progress(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bar = tqdm(total=total, desc=desc, unit="step", unit_scale=True)
 
-    def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
-        return True
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
 
-    def _on_training_end(self) -> None:
-        self.bar.close()
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return Progress()
 
 
 def _vec_env(make: Callable[[int], gym.Env], n: int, seed: int) -> VecEnv:
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
     env = DummyVecEnv([lambda i=i: Monitor(make(i)) for i in range(n)])
     env.seed(seed)
     return env
 
 
 def _ppo(env: VecEnv, horizon: int, seed: int, device: str) -> PPO:
+    from stable_baselines3 import PPO
+
     return PPO("MlpPolicy", env, n_steps=horizon, batch_size=horizon, seed=seed, device=device)
 
 
@@ -115,7 +124,7 @@ def pretrain_ppo(
     """PPO trained for ``steps`` environment steps on the training-task mixture."""
     env = _vec_env(lambda i: TrainingTaskMixture(family, seed * 1000 + i), episodes, seed)
     model = _ppo(env, family.max_episode_steps, seed, device)
-    model.learn(steps, callback=_Progress(steps, f"ppo pretraining on {family.name}"))
+    model.learn(steps, callback=_progress(steps, f"ppo pretraining on {family.name}"))
     return model
 
 
@@ -132,6 +141,8 @@ def run_baseline(
 ) -> tuple[EvaluationResult, dict[str, Any]]:
     """Evaluate baseline ``name`` on ``tasks``; returns the result and a record of its setup
     (budgets, seconds spent pretraining)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {list(BASELINES)}")
     horizon = family.max_episode_steps

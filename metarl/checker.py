@@ -60,13 +60,16 @@ def _check_attributes(family: TaskFamily) -> list[str]:
             problems.append(f"class attribute {attribute!r} is missing: set it on the family class")
     if problems:
         return problems
-    if not (dataclasses.is_dataclass(family.task_type) and family.task_type.__dataclass_params__.frozen):
+    task_type = family.task_type
+    if not (dataclasses.is_dataclass(task_type) and task_type.__dataclass_params__.frozen):
         problems.append(
             f"task_type {family.task_type!r} is not a frozen dataclass: "
             "declare it with @dataclass(frozen=True)"
         )
     if not isinstance(family.max_episode_steps, int) or family.max_episode_steps < 1:
-        problems.append(f"max_episode_steps must be a positive int, got {family.max_episode_steps!r}")
+        problems.append(
+            f"max_episode_steps must be a positive int, got {family.max_episode_steps!r}"
+        )
     if "test" not in family.splits:
         problems.append(f"splits {family.splits!r} must include 'test'")
     return problems

@@ -87,7 +87,8 @@ def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
     values = {}
     for key, value in data.items():
         expected = hints[key]
-        if expected in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if expected in (int, float) and not is_number:
             raise ConfigError(f"{what} key {key!r} must be a number, got {value!r}")
         if expected is int and isinstance(value, float):
             raise ConfigError(f"{what} key {key!r} must be an integer, got {value!r}")

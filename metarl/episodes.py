@@ -75,7 +75,7 @@ class EpisodeBatch:
         return policy.distribution(self.group(self.observations), params)
 
     def sample_columns(self, fraction: float, generator: torch.Generator) -> Tensor:
-        """Random columns keeping ``fraction`` of each task's episodes (at least one), task-major."""
+        """Random columns keeping ``fraction`` of each task's episodes (at least one)."""
         keep = max(1, round(fraction * self.episodes_per_task))
         chosen = torch.randperm(self.episodes_per_task, generator=generator)[:keep].sort().values
         columns = torch.arange(self.n_tasks)[:, None] * self.episodes_per_task + chosen[None, :]

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from metarl.learner import MetaLearner
 from metarl.pg import detach_params
@@ -62,6 +61,8 @@ class EvaluationResult:
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values`` (independent tasks)."""
+    import scipy.stats  # imported here: a second of start-up for every command otherwise
+
     n = len(values)
     mean = float(np.mean(values))
     if n < 2:

@@ -83,7 +83,7 @@ class MetaLearner(abc.ABC):
         return detach_params(self.policy.parameters_dict())
 
     def sample(self, tasks: Sequence[Any], params: Params) -> EpisodeBatch:
-        """``episodes_per_task`` episodes on each task, with an environment seed from the run rng."""
+        """``episodes_per_task`` episodes on each task; the env seed comes from the run's rng."""
         seed = int(self.rng.integers(2**31))
         return self.sampler.sample(tasks, self.config.episodes_per_task, params, seed)
 
@@ -107,5 +107,5 @@ class MetaLearner(abc.ABC):
         """Learner-specific state (optimisers, models) for :meth:`state_dict`."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore what :meth:`extra_state` saved."""

@@ -15,7 +15,7 @@ from metarl.policy import MLPPolicy, Params, is_per_task, per_task
 
 
 def episode_mean(x: Tensor, episodes: EpisodeBatch) -> Tensor:
-    """Per task: mean over its episodes of the mean over each episode's valid steps, ``[n_tasks]``."""
+    """Per task, ``[n_tasks]``: mean over its episodes of each episode's mean over valid steps."""
     per_episode = (x * episodes.mask).sum(dim=0) / episodes.lengths.clamp(min=1.0)
     return per_episode.view(episodes.n_tasks, episodes.episodes_per_task).mean(dim=1)
 

@@ -10,13 +10,19 @@ import argparse
 import csv
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING, Any
 
 from metarl.checkpoint import METRICS, atomic_write
 from metarl.config import ConfigError
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not at start-up
+    from matplotlib.figure import Figure
+
+
+def _figure(width: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, 4.5))
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -28,7 +34,7 @@ def _save(figure: Figure, path: Path) -> Path:
 def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> Path:
     """Mean return vs adaptation step, one line per learner with its 95% band, from the
     ``results.json`` data that :func:`metarl.compare.compare` writes."""
-    figure = Figure(figsize=(8.5, 4.5))
+    figure = _figure(8.5)
     axes = figure.add_subplot()
     for name, result in results["learners"].items():
         (line,) = axes.plot(result["adapt_steps"], result["mean_return"], marker="o", label=name)
@@ -58,7 +64,9 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not rows or any(column not in rows[0] for column in columns):
         raise ConfigError(f"{str(metrics)!r} has no rows with the columns {list(columns)}")
     iterations = [int(row["iteration"]) for row in rows]
-    figure = Figure(figsize=(7, 4.5))
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure(7)
     axes = figure.add_subplot()
     axes.plot(iterations, [float(row["return_before"]) for row in rows], label="before adaptation")
     axes.plot(iterations, [float(row["return_after"]) for row in rows], label="after adaptation")

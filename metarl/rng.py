@@ -56,7 +56,9 @@ class BatchRNG:
             words = splitmix64(stream[:, None] + index[None, :] * _GOLDEN)
         return words.reshape((self.batch_size, *size))
 
-    def uniform(self, low: float = 0.0, high: float = 1.0, size: tuple[int, ...] = ()) -> np.ndarray:
+    def uniform(
+        self, low: float = 0.0, high: float = 1.0, size: tuple[int, ...] = ()
+    ) -> np.ndarray:
         """Floats in ``[low, high)`` of shape ``[B, *size]``."""
         unit = (self.bits(size) >> np.uint64(11)).astype(np.float64) * _TO_UNIT
         return low + (high - low) * unit

@@ -29,7 +29,10 @@ from metarl.learner import MetaLearner
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, resume: bool = False, log: TextIO | None | str = "stdout"
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    log: TextIO | None | str = "stdout",
 ) -> MetaLearner:
     """Meta-train as ``config`` says, writing the run directory ``out_dir``.
 

@@ -17,8 +17,9 @@ def batch(rewards, mask, observations=None, n_tasks=1):
     mask = torch.tensor(mask, dtype=torch.float32)
     t, b = rewards.shape
     obs = torch.zeros(t, b, 1) if observations is None else observations
-    return EpisodeBatch(obs, torch.zeros(t, b, 1), rewards * mask, mask,
-                        torch.arange(n_tasks).repeat_interleave(b // n_tasks), n_tasks, b // n_tasks)
+    task_index = torch.arange(n_tasks).repeat_interleave(b // n_tasks)
+    return EpisodeBatch(obs, torch.zeros(t, b, 1), rewards * mask, mask, task_index, n_tasks,
+                        b // n_tasks)
 
 
 def test_discounted_returns_by_hand():
