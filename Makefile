@@ -11,7 +11,7 @@ export PYGAME_HIDE_SUPPORT_PROMPT := 1
 export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-ray lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Ray is an optional extra: this target installs it and runs the tests that start a local Ray.
+test-ray: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	$(BIN)/python -m pytest -q tests/test_ray.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check metarl envs agents scripts tests

@@ -16,6 +16,7 @@ import numpy as np
 
 from metarl.learner import MetaLearner
 from metarl.pg import detach_params
+from metarl.policy import Params
 
 
 @dataclass
@@ -71,6 +72,39 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     return mean - float(half), mean + float(half)
 
 
+def adaptation_trajectory(
+    learner: MetaLearner, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+) -> tuple[list[Params], list[np.ndarray]]:
+    """theta_0 and the parameters after each of ``adapt_steps`` steps on every task at once.
+
+    Step k samples ``episodes`` episodes per task with the parameters after k steps, records
+    each task's mean return and adapts on those episodes. Returns the ``adapt_steps + 1``
+    parameter sets (theta_0 shared, the rest per task) and per-task returns. Sampling is
+    seeded by ``seed``; the learner's own sampling state is left untouched.
+    """
+    if adapt_steps < 0 or episodes < 1 or not tasks:
+        raise ValueError(
+            f"need adapt_steps >= 0, episodes >= 1 and some tasks; got {adapt_steps}, "
+            f"{episodes}, {len(tasks)} tasks"
+        )
+    generator_state = learner.sampler.generator.get_state()
+    learner.sampler.generator.manual_seed(seed)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    params = learner.meta_params()
+    sets: list[Params] = []
+    returns: list[np.ndarray] = []
+    try:
+        for step in range(adapt_steps + 1):
+            batch = learner.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
+            sets.append(params)
+            returns.append(batch.task_returns().cpu().numpy().astype(np.float64))
+            if step < adapt_steps:
+                params = detach_params(learner.adapt(params, batch))
+    finally:
+        learner.sampler.generator.set_state(generator_state)
+    return sets, returns
+
+
 def evaluate(
     learner: MetaLearner,
     tasks: Sequence[Any],
@@ -80,25 +114,8 @@ def evaluate(
     split: str = "test",
 ) -> EvaluationResult:
     """Measure adaptation of ``learner`` on ``tasks`` (its training state is left untouched)."""
-    if adapt_steps < 0 or episodes < 1 or not tasks:
-        raise ValueError(
-            f"need adapt_steps >= 0, episodes >= 1 and some tasks; got {adapt_steps}, "
-            f"{episodes}, {len(tasks)} tasks"
-        )
     began = time.perf_counter()
-    generator_state = learner.sampler.generator.get_state()
-    learner.sampler.generator.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0xE7A1])
-    params = learner.meta_params()
-    per_step: list[np.ndarray] = []
-    try:
-        for step in range(adapt_steps + 1):
-            batch = learner.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
-            per_step.append(batch.task_returns().cpu().numpy().astype(np.float64))
-            if step < adapt_steps:
-                params = detach_params(learner.adapt(params, batch))
-    finally:
-        learner.sampler.generator.set_state(generator_state)
+    _, per_step = adaptation_trajectory(learner, tasks, adapt_steps, episodes, seed)
     return EvaluationResult.from_returns(
         per_step, learner.config.family, learner.config.algo, split, episodes, seed,
         time.perf_counter() - began,

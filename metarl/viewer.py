@@ -24,8 +24,8 @@ import torch
 
 from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device
 from metarl.config import ConfigError
+from metarl.evaluation import adaptation_trajectory
 from metarl.learner import MetaLearner
-from metarl.pg import detach_params
 from metarl.policy import Params, is_per_task, per_task
 
 BACKGROUND = (250, 250, 248)
@@ -65,29 +65,12 @@ def pick_task(family: Any, task_json: str | None, seed: int, split: str) -> Any:
 def adaptation_params(
     learner: MetaLearner, task: Any, adapt_steps: int, episodes: int, seed: int
 ) -> tuple[list[Params], list[float]]:
-    """theta_0 and the parameters after each of ``adapt_steps`` steps on ``task``.
-
-    Step k samples ``episodes`` episodes with the parameters after k steps and adapts on
-    them. Returns the ``adapt_steps + 1`` parameter sets (per task, one task) and the mean
-    return of the episodes sampled with each. The learner's sampling state is left untouched.
-    """
-    generator = learner.sampler.generator
-    saved = generator.get_state()
-    generator.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0xADA7])
-    params = learner.meta_params()
-    sets: list[Params] = []
-    mean_returns: list[float] = []
-    try:
-        for step in range(adapt_steps + 1):
-            batch = learner.sampler.sample([task], episodes, params, int(rng.integers(2**31)))
-            sets.append(params if is_per_task(params) else per_task(params, 1))
-            mean_returns.append(float(batch.returns.mean()))
-            if step < adapt_steps:
-                params = detach_params(learner.adapt(params, batch))
-    finally:
-        generator.set_state(saved)
-    return sets, mean_returns
+    """theta_0 and the parameters after each of ``adapt_steps`` steps on ``task`` (as
+    ``metarl evaluate`` computes them), each with one task dimension, and the mean return of
+    the episodes sampled with each."""
+    sets, returns = adaptation_trajectory(learner, [task], adapt_steps, episodes, seed)
+    per_task_sets = [params if is_per_task(params) else per_task(params, 1) for params in sets]
+    return per_task_sets, [float(r[0]) for r in returns]
 
 
 def task_summary(family: Any, task: Any) -> str:
