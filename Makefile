@@ -11,7 +11,7 @@ export PYGAME_HIDE_SUPPORT_PROMPT := 1
 export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 
-.PHONY: demo test test-slow test-ray lint bench clean
+.PHONY: demo test test-slow test-ray lint bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-ray: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check metarl envs agents scripts tests
+
+# Regenerates every table and figure under docs/results (about an hour on 2 cores).
+results: $(STAMP)
+	scripts/results.sh
 
 bench: $(STAMP)
 	$(BIN)/metarl bench

@@ -14,7 +14,9 @@ from metarl import registry
 from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device, write_json
 from metarl.compare import add_compare_command
 from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
+from metarl.episodes import SamplerError
 from metarl.plot import add_plot_command
+from metarl.sweep import add_sweep_command
 from metarl.viewer import add_watch_command
 
 EXIT_ERROR = 2
@@ -105,6 +107,13 @@ def _bench(args: argparse.Namespace) -> None:
             raise ConfigError(error.args[0]) from None
     result = run_bench(args.family, args.algo, args.device, args.repeats, options,
                        args.scaling, families)
+    if args.backend == "ray":
+        try:
+            from metarl.ray_sampler import ray_throughput
+        except ImportError as error:
+            raise ConfigError(f"--backend ray needs Ray ({error})") from None
+        result["ray"] = ray_throughput(registry.get_family(args.family), args.num_workers,
+                                       repeats=args.repeats)
     print(json.dumps(result, indent=2))
     if args.json:
         write_json(Path(args.json), result)
@@ -162,12 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--families", default="",
                        help="comma-separated families (or 'all') for sampler figures and the "
                             "speed-up over gymnasium's SyncVectorEnv")
+    bench.add_argument("--backend", default="local", choices=("local", "ray"),
+                       help="also time the Ray sampler backend against the local one")
+    bench.add_argument("--num-workers", type=int, nargs="+", default=[1, 2],
+                       help="Ray actor counts to time (with --backend ray)")
     bench.add_argument("--json", help="write the figures to this JSON file")
     bench.set_defaults(run=_bench)
 
     add_compare_command(verbs)
     add_plot_command(verbs)
     add_watch_command(verbs)
+    add_sweep_command(verbs)
     return parser
 
 
@@ -179,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         args.run(args)
-    except (ConfigError, RunDirectoryError, FloatingPointError) as error:
+    except (ConfigError, RunDirectoryError, FloatingPointError, SamplerError) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

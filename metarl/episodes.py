@@ -94,6 +94,10 @@ class EpisodeBatch:
         )
 
 
+class SamplerError(RuntimeError):
+    """Sampling failed for good (e.g. a remote worker kept dying); the message says where."""
+
+
 class Sampler:
     """Rolls out a policy on a batch of tasks, every (task, episode) pair stepped together.
 

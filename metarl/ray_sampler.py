@@ -30,7 +30,7 @@ from torch import Tensor
 
 from metarl.bench import median_seconds
 from metarl.config import ConfigError
-from metarl.episodes import EpisodeBatch, Sampler
+from metarl.episodes import EpisodeBatch, Sampler, SamplerError
 from metarl.family import TaskFamily
 from metarl.policy import MLPPolicy, Params, is_per_task, make_policy
 from metarl.vector import BatchedEnv
@@ -39,7 +39,7 @@ MAX_RETRIES = 3
 """Times one worker's slice is rolled out again after its actor died (in one call)."""
 
 
-class WorkerFailure(RuntimeError):
+class WorkerFailure(SamplerError):
     """A sampler actor kept failing; the message names the worker and its tasks."""
 
 

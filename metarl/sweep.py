@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 import torch
-from ray import tune
 
 from metarl import registry
 from metarl.checkpoint import write_json
@@ -150,6 +148,8 @@ def run_trial(trial: Trial, evaluation: EvaluationSettings) -> dict[str, float]:
 
 
 def _tune_trial(param: dict[str, Any]) -> None:
+    from ray import tune
+
     trial, evaluation = param["trial"], param["evaluation"]
     config = from_dict(TrainConfig, trial["config"])
     tune.report(run_trial(Trial(trial["label"], config.seed, config, Path(trial["run_dir"])),
@@ -166,6 +166,13 @@ def sweep(spec: Mapping[str, Any], out_dir: str | Path, ray_address: str = "") -
     Connects to ``ray_address`` (or starts a local Ray instance) unless Ray is initialised.
     Returns the ``summary.json`` data; trials that failed are listed under ``failed``.
     """
+    try:  # Ray is an optional extra, imported only when a sweep runs
+        import ray
+        from ray import tune
+    except ImportError as error:
+        raise ConfigError(
+            f"metarl sweep needs Ray ({error}); install it with: pip install -e '.[ray]'"
+        ) from None
     out = Path(out_dir).resolve()
     plan = load_sweep(spec, out)
     out.mkdir(parents=True, exist_ok=True)
