@@ -9,25 +9,26 @@ from metarl.config import TrainConfig
 from metarl.evaluation import evaluate
 from metarl.training import train
 
-# family -> (meta-iterations, meta-batch size, episodes per task)
+# family -> (meta-iterations, meta-batch size, episodes per task, inner step size)
 BUDGETS = {
-    "navigation2d": (20, 10, 10),
-    "bandit-5": (40, 20, 20),
-    "bandit-10": (40, 20, 20),
-    "tabular-mdp": (40, 20, 20),
-    "cartpole-tasks": (40, 20, 20),
-    "maze": (40, 20, 20),
-    "catch": (60, 20, 20),
+    "navigation2d": (20, 10, 10, 0.1),
+    "bandit-5": (40, 20, 20, 0.1),
+    "bandit-10": (40, 20, 20, 0.1),
+    "tabular-mdp": (60, 20, 20, 0.5),
+    "cartpole-tasks": (40, 20, 20, 0.1),
+    "maze": (60, 20, 20, 0.1),
+    "catch": (60, 20, 20, 0.5),
 }
 
 
 def adaptation_gain(family: str, tmp_path, algo: str = "maml", **options) -> tuple:
-    iterations, tasks, episodes = BUDGETS[family]
+    iterations, tasks, episodes, inner_lr = BUDGETS[family]
     config = TrainConfig(family=family, algo=algo, iterations=iterations, meta_batch_size=tasks,
-                         episodes_per_task=episodes, seed=0, device="cpu",
+                         episodes_per_task=episodes, inner_lr=inner_lr, seed=0, device="cpu",
                          algo_options=options)
     learner = train(config, tmp_path / family, log=None)
-    result = evaluate(learner, learner.family.test_tasks(20, seed=0), adapt_steps=1,
+    test_tasks = 20 if family == "navigation2d" else 40
+    result = evaluate(learner, learner.family.test_tasks(test_tasks, seed=0), adapt_steps=1,
                       episodes=episodes, seed=0)
     return result
 
