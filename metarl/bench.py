@@ -7,6 +7,7 @@ sit at the top level of the JSON (``env_steps_per_second``, ``seconds_per_iterat
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import statistics
 import time
@@ -112,6 +113,29 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _inner_steps_figures(args: tuple[str, str, str, dict[str, Any], int, int]) -> dict[str, Any]:
+    family, algo, device, options, steps, repeats = args
+    torch.set_num_threads(1)
+    learner = _learner(family, algo, device, options, inner_steps=steps)
+    return {"inner_steps": steps, **meta_iteration_seconds(learner, repeats),
+            "peak_memory_mib": peak_memory_mib()}
+
+
+def inner_steps_scaling(
+    family: str, algo: str, device: str, options: dict[str, Any], steps: Sequence[int],
+    repeats: int,
+) -> list[dict[str, Any]]:
+    """Seconds per meta-iteration and peak memory for each number of inner steps, each
+    measured in a fresh process so that its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for count in tqdm(steps, desc="inner steps", leave=False):
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(_inner_steps_figures,
+                                   ((family, algo, device, options, count, repeats),)))
+    return rows
+
+
 def _learner(family: str, algo: str, device: str, algo_options: dict[str, Any],
              **sizes: int) -> MetaLearner:
     config = TrainConfig(family=family, algo=algo, device=device, algo_options=algo_options,
@@ -127,9 +151,11 @@ def run_bench(
     algo_options: dict[str, Any] | None = None,
     scaling: bool = False,
     families: Sequence[str] = (),
+    inner_steps: Sequence[int] = (),
 ) -> dict[str, Any]:
     """The reference figures for ``family`` and ``algo``; with ``scaling`` also the batch-size
-    tables; for each of ``families`` the sampler and batched-vs-Gymnasium figures."""
+    tables; for each of ``families`` the sampler and batched-vs-Gymnasium figures; for each
+    of ``inner_steps`` the time and peak memory of a meta-iteration."""
     options = algo_options or {}
     learner = _learner(family, algo, device, options)
     config = learner.config
@@ -163,6 +189,10 @@ def run_bench(
                 max(1, repeats // 2))}
             for tasks in tqdm(ITERATION_TASKS, desc="iteration scaling", leave=False)
         ]
+    if inner_steps:
+        result["inner_steps_scaling"] = inner_steps_scaling(
+            family, algo, device, options, inner_steps, max(1, repeats // 2)
+        )
     result["families"] = {
         name: {
             **sampler_throughput(_learner(name, algo, device, options), config.meta_batch_size,

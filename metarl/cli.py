@@ -106,7 +106,7 @@ def _bench(args: argparse.Namespace) -> None:
         except KeyError as error:
             raise ConfigError(error.args[0]) from None
     result = run_bench(args.family, args.algo, args.device, args.repeats, options,
-                       args.scaling, families)
+                       args.scaling, families, args.inner_steps)
     if args.backend == "ray":
         try:
             from metarl.ray_sampler import ray_throughput
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--families", default="",
                        help="comma-separated families (or 'all') for sampler figures and the "
                             "speed-up over gymnasium's SyncVectorEnv")
+    bench.add_argument("--inner-steps", type=int, nargs="*", default=[],
+                       help="also time a meta-iteration (and its peak memory, each in a fresh "
+                            "process) for these numbers of inner steps, e.g. 1 3 5")
     bench.add_argument("--backend", default="local", choices=("local", "ray"),
                        help="also time the Ray sampler backend against the local one")
     bench.add_argument("--num-workers", type=int, nargs="+", default=[1, 2],

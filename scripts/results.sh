@@ -31,6 +31,12 @@ train nav-mbml --family navigation2d --algo mbml --iterations 50
 "$metarl" plot "$runs/nav-maml" --out "$docs/navigation2d/maml-training.png"
 compare navigation2d maml,meml,mbml,ppo-scratch,ppo-finetune,random 500000 \
     --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" --run "mbml=$runs/nav-mbml"
+train nav-maml-300 --family navigation2d --algo maml --iterations 300
+train nav-maml-seed1 --family navigation2d --algo maml --iterations 100 --seed 1
+for run in nav-maml-300 nav-maml-seed1; do
+    "$metarl" evaluate "$runs/$run" --test-tasks 40 --adapt-steps 3 --episodes 20 \
+        --json "$docs/navigation2d/$run.json"
+done
 for episodes in 5 20; do  # MBML's point: adaptation from fewer real episodes
     for algo in maml mbml; do
         "$metarl" evaluate "$runs/nav-$algo" --test-tasks 40 --adapt-steps 1 \
@@ -45,3 +51,30 @@ for family in bandit-10 maze; do
     compare "$family" maml,meml,ppo-scratch,ppo-finetune,random 20000 \
         --run "maml=$runs/$family-maml" --run "meml=$runs/$family-meml"
 done
+
+# Every family: MAML with the budget of its learning test (tests/test_learning.py).
+while read -r family iterations inner_lr; do
+    train "learning-$family" --family "$family" --algo maml --iterations "$iterations" \
+        --inner-lr "$inner_lr"
+    "$metarl" evaluate "$runs/learning-$family" --test-tasks 40 --adapt-steps 1 --episodes 20 \
+        --json "$docs/learning/$family.json"
+done <<'BUDGETS'
+bandit-5 40 0.1
+bandit-10 40 0.1
+tabular-mdp 60 0.5
+cartpole-tasks 40 0.1
+maze 60 0.1
+catch 60 0.5
+BUDGETS
+
+# The README's recordings of adaptation (headless).
+record() {  # record RUN GIF ARGS...
+    local run=$1 gif=$2
+    shift 2
+    rm -rf "$runs/record"
+    SDL_VIDEODRIVER=dummy "$metarl" watch "$runs/$run" "$@" --record "$runs/record"
+    cp "$runs/record/watch.gif" "docs/media/$gif"
+}
+record nav-maml watch-navigation2d.gif --seed 0 --adapt-steps 2 --deterministic --frames 101 \
+    --width 720
+record learning-maze watch-maze.gif --seed 3 --adapt-steps 2 --frames 64 --width 840

@@ -141,3 +141,14 @@ def test_families_check_and_module_entry_point(capsys):
     result = subprocess.run([sys.executable, "-m", "metarl", "families"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "maze" in result.stdout
+
+
+def test_bench_writes_the_reference_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--family", "bandit-5", "--repeats", "1", "--families", "bandit-5",
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["env_steps_per_second"] > 0 and figures["seconds_per_iteration"] > 0
+    assert figures["peak_memory_mib"] > 0
+    assert figures["families"]["bandit-5"]["batched_vs_sync"]["speedup"] > 1
+    assert main(["bench", "--families", "nope"]) == 2
