@@ -33,6 +33,7 @@ compare navigation2d maml,meml,mbml,ppo-scratch,ppo-finetune,random 500000 \
     --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" --run "mbml=$runs/nav-mbml"
 train nav-maml-300 --family navigation2d --algo maml --iterations 300
 train nav-maml-seed1 --family navigation2d --algo maml --iterations 100 --seed 1
+"$metarl" plot "$runs/nav-maml-300" --out "$docs/navigation2d/maml-300-training.png"
 for run in nav-maml-300 nav-maml-seed1; do
     "$metarl" evaluate "$runs/$run" --test-tasks 40 --adapt-steps 3 --episodes 20 \
         --json "$docs/navigation2d/$run.json"
