@@ -79,3 +79,10 @@ record() {  # record RUN GIF ARGS...
 record nav-maml watch-navigation2d.gif --seed 0 --adapt-steps 2 --deterministic --frames 101 \
     --width 720
 record learning-maze watch-maze.gif --seed 3 --adapt-steps 2 --frames 64 --width 840
+
+# Speed: the reference figures, scaling, every family, and cost vs inner steps.
+"$metarl" bench --scaling --families all --json "$docs/bench.json"
+for algo in meml maml; do
+    "$metarl" bench --algo "$algo" --inner-steps 1 3 5 --repeats 2 \
+        --json "$docs/bench-inner-steps-$algo.json"
+done
