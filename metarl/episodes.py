@@ -33,6 +33,18 @@ class EpisodeBatch:
     n_tasks: int
     episodes_per_task: int
 
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        """The same episodes on ``device``."""
+        return EpisodeBatch(
+            observations=self.observations.to(device),
+            actions=self.actions.to(device),
+            rewards=self.rewards.to(device),
+            mask=self.mask.to(device),
+            task_index=self.task_index.to(device),
+            n_tasks=self.n_tasks,
+            episodes_per_task=self.episodes_per_task,
+        )
+
     @property
     def horizon(self) -> int:
         return self.rewards.shape[0]
@@ -77,8 +89,10 @@ class EpisodeBatch:
     def sample_columns(self, fraction: float, generator: torch.Generator) -> Tensor:
         """Random columns keeping ``fraction`` of each task's episodes (at least one)."""
         keep = max(1, round(fraction * self.episodes_per_task))
-        chosen = torch.randperm(self.episodes_per_task, generator=generator)[:keep].sort().values
-        columns = torch.arange(self.n_tasks)[:, None] * self.episodes_per_task + chosen[None, :]
+        device = generator.device
+        chosen = torch.randperm(self.episodes_per_task, generator=generator, device=device)
+        tasks = torch.arange(self.n_tasks, device=device)[:, None]
+        columns = tasks * self.episodes_per_task + chosen[:keep].sort().values[None, :]
         return columns.reshape(-1).to(self.rewards.device)
 
     def select_columns(self, columns: Tensor) -> EpisodeBatch:
