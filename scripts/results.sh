@@ -33,6 +33,14 @@ compare navigation2d maml,meml,mbml,ppo-scratch,ppo-finetune,random 500000 \
     --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" --run "mbml=$runs/nav-mbml"
 train nav-maml-300 --family navigation2d --algo maml --iterations 300
 train nav-maml-seed1 --family navigation2d --algo maml --iterations 100 --seed 1
+# The TRPO metric's effect on returns (its effect on time: bench below).
+train nav-maml-fvp-all --family navigation2d --algo maml --iterations 100 --fvp-subsample 1.0
+train nav-maml-fvp-0.1 --family navigation2d --algo maml --iterations 100 --fvp-subsample 0.1
+train nav-maml-identity --family navigation2d --algo maml --iterations 100 --fvp identity
+for run in nav-maml-fvp-all nav-maml-fvp-0.1 nav-maml-identity; do
+    "$metarl" evaluate "$runs/$run" --test-tasks 40 --adapt-steps 1 --episodes 20 \
+        --json "$docs/navigation2d/$run.json"
+done
 "$metarl" plot "$runs/nav-maml-300" --out "$docs/navigation2d/maml-300-training.png"
 for run in nav-maml-300 nav-maml-seed1; do
     "$metarl" evaluate "$runs/$run" --test-tasks 40 --adapt-steps 3 --episodes 20 \
@@ -86,3 +94,6 @@ for algo in meml maml; do
     "$metarl" bench --algo "$algo" --inner-steps 1 3 5 --repeats 2 \
         --json "$docs/bench-inner-steps-$algo.json"
 done
+"$metarl" bench --algo-options '{"fvp_subsample": 1.0}' --repeats 3 --json "$docs/bench-fvp-all.json"
+"$metarl" bench --algo-options '{"fvp_subsample": 0.1}' --repeats 3 --json "$docs/bench-fvp-0.1.json"
+"$metarl" bench --algo-options '{"fvp": "identity"}' --repeats 3 --json "$docs/bench-identity.json"
