@@ -152,25 +152,13 @@ class RaySampler(Sampler):
                         ) from None
                     pending[k] = submit(k, slices[k])
         batch = concatenate([results[k] for k in range(len(slices))])
-        return _to_device(batch, self.device)
+        return batch.to(self.device)
 
     def close(self) -> None:
         """End the actors now (they also end when the sampler is garbage-collected)."""
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
-
-
-def _to_device(batch: EpisodeBatch, device: torch.device) -> EpisodeBatch:
-    return EpisodeBatch(
-        observations=batch.observations.to(device),
-        actions=batch.actions.to(device),
-        rewards=batch.rewards.to(device),
-        mask=batch.mask.to(device),
-        task_index=batch.task_index.to(device),
-        n_tasks=batch.n_tasks,
-        episodes_per_task=batch.episodes_per_task,
-    )
 
 
 class CostlyFamily:
