@@ -152,3 +152,12 @@ def test_bench_writes_the_reference_figures(tmp_path):
     assert figures["peak_memory_mib"] > 0
     assert figures["families"]["bandit-5"]["batched_vs_sync"]["speedup"] > 1
     assert main(["bench", "--families", "nope"]) == 2
+
+
+@pytest.mark.parametrize("options", [["--outer", "ppo"], ["--first-order"], ["--fvp", "identity"],
+                                     ["--algo", "meml", "--inner-steps", "2"]])
+def test_learner_options_train(tmp_path, options):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iterations", "2", *TINY, *options]) == 0
+    rows = metrics(run)
+    assert len(rows) == 2 and all(float(row["return_after"]) < 0 for row in rows)
