@@ -18,7 +18,6 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 from metarl.family import TaskFamily
-from metarl.vector import SyncBatchedEnv
 
 N_TASKS = 3
 EPISODES_PER_TASK = 2
@@ -187,9 +186,7 @@ def _check_batched(family: TaskFamily) -> list[str]:
     problems = []
     tasks = family.test_tasks(N_TASKS)
     native = family.make_vector_env(tasks, EPISODES_PER_TASK)
-    fallback = SyncBatchedEnv(
-        [family.make_env(task) for task in tasks for _ in range(EPISODES_PER_TASK)]
-    )
+    fallback = TaskFamily.make_vector_env(family, tasks, EPISODES_PER_TASK)  # the generic one
     n = N_TASKS * EPISODES_PER_TASK
     if native.num_envs != n:
         return [f"make_vector_env({N_TASKS} tasks, {EPISODES_PER_TASK}) has {native.num_envs} envs"]
