@@ -7,6 +7,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from frames import assert_every_step_redraws
 
 from envs.bandit import PULLS, Bandit, BanditTask
 from metarl.checker import check_family
@@ -105,15 +106,6 @@ def test_stable_baselines3_ppo_runs() -> None:
 
 @pytest.mark.parametrize("arms", [5, 50])
 def test_rgb_frames_show_the_pulls(arms: int) -> None:
-    env = gym.make(Bandit(arms).env_id, render_mode="rgb_array")
-    env.reset(seed=0)
-    frames = [env.render()]
-    for arm in (0, 1, 1):
-        env.step(arm)
-        frames.append(env.render())
-    env.close()
-    first = frames[0]
-    assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
-    assert first.min() < first.max()
-    for before, after in zip(frames, frames[1:], strict=False):
-        assert not np.array_equal(before, after)
+    assert_every_step_redraws(
+        gym.make(Bandit(arms).env_id, render_mode="rgb_array"), (0, 1, 1)
+    )

@@ -7,6 +7,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from frames import assert_every_step_redraws
 
 from envs.tabular_mdp import HORIZON, N_ACTIONS, N_STATES, TabularMDP, TabularMDPTask
 from metarl.checker import check_family
@@ -123,15 +124,6 @@ def test_stable_baselines3_ppo_runs() -> None:
 
 
 def test_rgb_frames_show_the_moves() -> None:
-    env = gym.make("metarl/TabularMDP-v0", render_mode="rgb_array")
-    env.reset(seed=0)
-    frames = [env.render()]
-    for action in (0, 1, 2):
-        env.step(action)
-        frames.append(env.render())
-    env.close()
-    first = frames[0]
-    assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
-    assert first.min() < first.max()
-    for before, after in zip(frames, frames[1:], strict=False):
-        assert not np.array_equal(before, after)
+    assert_every_step_redraws(
+        gym.make("metarl/TabularMDP-v0", render_mode="rgb_array"), (0, 1, 2)
+    )
