@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from metarl.advantages import advantages
 from metarl.config import option
@@ -25,10 +26,12 @@ from metarl.pg import (
     clipped_surrogate,
     detach_distribution,
     detach_params,
+    hessian_vector_product,
+    inner_gradient,
     mean_kl,
     policy_gradient_step,
 )
-from metarl.policy import Params
+from metarl.policy import Params, per_task
 from metarl.registry import register_learner
 from metarl.trpo import flat, trust_region_step, unflat
 
@@ -79,6 +82,8 @@ class OuterData:
     inner: list[Episodes]
     outer: Episodes
     old_log_probs: Tensor
+    old_distribution: Distribution
+    """The adapted policies on the outer episodes (grouped), without gradient."""
     adapted: Params
 
 
@@ -126,10 +131,14 @@ class MAML(MetaLearner):
         start = time.perf_counter()
         outer = self.sample(tasks, params)
         timings["sampling"] += time.perf_counter() - start
+        with torch.no_grad():
+            old = outer.distributions(self.policy, params)
+            old_log_probs = outer.log_probs_under(old)
         return OuterData(
             inner=inner,
             outer=self.with_advantages(outer),
-            old_log_probs=outer.log_probs(self.policy, params),
+            old_log_probs=old_log_probs,
+            old_distribution=old,
             adapted=params,
         )
 
@@ -191,47 +200,68 @@ class MAML(MetaLearner):
         trial = detach_params(self.adapted_params(data.inner, create_graph=False))
         with torch.no_grad():
             dist = data.outer.batch.distributions(self.policy, trial)
-            kl = mean_kl(self.old_distribution(data), dist, data.outer.batch)
+            kl = mean_kl(data.old_distribution, dist, data.outer.batch)
             return float(self.outer_surrogate(data, trial)), float(kl)
-
-    def old_distribution(self, data: OuterData) -> Any:
-        return detach_distribution(data.outer.batch.distributions(self.policy, data.adapted))
 
     def exact_fvp(self, data: OuterData, theta: list[Tensor]) -> Callable[[Tensor], Tensor]:
         """Hessian of the mean KL with respect to theta_0, through the inner steps.
 
-        On ``fvp_subsample`` of the inner and outer episodes; the KL is taken against the
-        adapted policies of that subsample, so it is 0 with a positive semi-definite Hessian
-        at the current theta_0.
+        At the current theta_0 that Hessian is ``mean_t J_t^T F_t J_t``: ``F_t`` the Fisher of
+        task t's adapted policy, ``J_t`` the inner steps' Jacobian, a product of
+        ``I + lr H`` (``H`` the inner objective's Hessian). A product with it chains
+        Hessian-vector products of the inner objective around one Fisher product, each batched
+        over tasks, on ``fvp_subsample`` of the inner and outer episodes.
         """
         fraction, generator = self.options.fvp_subsample, self.sampler.generator
-        inner = [episodes.subsample(fraction, generator) for episodes in data.inner]
-        outer = data.outer.subsample(fraction, generator).batch
-        dist = outer.distributions(self.policy, self.adapted_params(inner, create_graph=True))
-        kl = mean_kl(detach_distribution(dist), dist, outer)
-        grad_kl = flat(torch.autograd.grad(kl, theta, create_graph=True))
+        lr = self.config.inner_lr
+        steps = []  # per inner step: its per-task leaves and the inner gradients there
+        params = per_task(self.meta_params(), data.outer.batch.n_tasks)
+        for episodes in (episodes.subsample(fraction, generator) for episodes in data.inner):
+            leaves = [value.detach().clone().requires_grad_() for value in params.values()]
+            grads = inner_gradient(
+                self.policy, dict(zip(params, leaves)), episodes.batch, episodes.advantages, True
+            )
+            steps.append((leaves, grads))
+            params = {key: (leaf + lr * grad).detach()
+                      for key, leaf, grad in zip(params, leaves, grads)}
+        fisher = self.fisher_product(data.outer.subsample(fraction, generator).batch, params)
+
+        def jacobian_product(vectors: list[Tensor], order: Sequence[Any]) -> list[Tensor]:
+            for leaves, grads in order:
+                hessian = hessian_vector_product(grads, leaves, vectors)
+                vectors = [v + lr * h for v, h in zip(vectors, hessian)]
+            return vectors
 
         def product(v: Tensor) -> Tensor:
-            return flat(torch.autograd.grad(grad_kl @ v, theta, retain_graph=True))
+            directions = [d.expand_as(leaf) for d, leaf in zip(unflat(v, theta), steps[0][0])]
+            forward = jacobian_product(directions, steps)
+            return flat([w.sum(dim=0) for w in jacobian_product(fisher(forward), steps[::-1])])
 
         return product
 
     def identity_fvp(self, data: OuterData) -> Callable[[Tensor], Tensor]:
         """Mean over tasks of each adapted policy's Fisher (inner Jacobian taken as I)."""
         outer = data.outer.subsample(self.options.fvp_subsample, self.sampler.generator).batch
-        phi = {key: value.detach().requires_grad_() for key, value in data.adapted.items()}
+        fisher = self.fisher_product(outer, data.adapted)
+        theta = list(self.policy.parameters())
+
+        def product(v: Tensor) -> Tensor:
+            directions = [d.expand_as(p) for d, p in zip(unflat(v, theta), data.adapted.values())]
+            return flat([h.sum(dim=0) for h in fisher(directions)])
+
+        return product
+
+    def fisher_product(
+        self, outer: EpisodeBatch, adapted: Params
+    ) -> Callable[[list[Tensor]], list[Tensor]]:
+        """Products with the Hessian of the mean KL with respect to per-task ``adapted``
+        parameters (each task's Fisher over the number of tasks), on per-task directions."""
+        phi = {key: value.detach().requires_grad_() for key, value in adapted.items()}
         dist = outer.distributions(self.policy, phi)
         kl = mean_kl(detach_distribution(dist), dist, outer)
         leaves = list(phi.values())
         grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
-
-        def product(v: Tensor) -> Tensor:
-            directions = unflat(v, list(self.policy.parameters()))
-            inner = sum((g * d).sum() for g, d in zip(grad_kl, directions))
-            hessian = torch.autograd.grad(inner, leaves, retain_graph=True)
-            return flat([h.sum(dim=0) for h in hessian])
-
-        return product
+        return lambda directions: hessian_vector_product(grad_kl, leaves, directions)
 
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None

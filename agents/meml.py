@@ -44,7 +44,7 @@ from metarl.advantages import advantages
 from metarl.config import ConfigError, option
 from metarl.episodes import EpisodeBatch
 from metarl.learner import MetaLearner
-from metarl.pg import detach_params, inner_surrogate
+from metarl.pg import detach_params, hessian_vector_product, inner_gradient
 from metarl.policy import Params
 from metarl.registry import register_learner
 from metarl.trpo import conjugate_gradient, flat, unflat
@@ -149,16 +149,11 @@ class MEML(MetaLearner):
         phi = {key: value.clone().requires_grad_() for key, value in adapted.items()}
         leaves = list(phi.values())
         after_advantages = advantages(after, self.config.gamma, self.config.gae_lambda)
-        gradient = flat(torch.autograd.grad(
-            inner_surrogate(self.policy, phi, after, after_advantages).sum(), leaves
-        ))
+        gradient = flat(inner_gradient(self.policy, phi, after, after_advantages, False))
         inner_advantages = advantages(inner, self.config.gamma, self.config.gae_lambda)
-        inner_gradient = torch.autograd.grad(
-            inner_surrogate(self.policy, phi, inner, inner_advantages).sum(), leaves,
-            create_graph=True,
-        )
-        solution = conjugate_gradient(
-            self.regularised_hessian_product(inner_gradient, leaves), gradient,
+        inner_graph = inner_gradient(self.policy, phi, inner, inner_advantages, True)
+        solution, _ = conjugate_gradient(
+            self.regularised_hessian_product(inner_graph, leaves), gradient,
             self.options.implicit_cg_iters,
         )
         return {
@@ -172,9 +167,7 @@ class MEML(MetaLearner):
         """``v -> v - H v / lambda`` for the Hessian ``H`` whose gradient graph is ``gradient``."""
 
         def product(v: Tensor) -> Tensor:
-            directions = unflat(v, leaves)
-            inner = sum((g * d).sum() for g, d in zip(gradient, directions, strict=True))
-            hessian = flat(torch.autograd.grad(inner, leaves, retain_graph=True))
+            hessian = flat(hessian_vector_product(gradient, leaves, unflat(v, leaves)))
             return v - hessian / self.options.prior_lambda
 
         return product

@@ -125,8 +125,9 @@ class Navigation2D(ArrayFamily):
     def transition(
         self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
-        position = state["position"] + np.clip(action, -MAX_STEP, MAX_STEP)
-        distance = np.linalg.norm(position - params["goal"], axis=-1)
+        position = state["position"] + np.minimum(np.maximum(action, -MAX_STEP), MAX_STEP)
+        offset = position - params["goal"]
+        distance = np.hypot(offset[:, 0], offset[:, 1])
         return {"position": position}, -distance, distance < GOAL_RADIUS
 
     def observe(self, state: State, params: Params) -> np.ndarray:

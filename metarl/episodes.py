@@ -79,7 +79,10 @@ class EpisodeBatch:
         """``log pi(a_t | s_t)`` of every step, ``[T, B]``, under shared or per-task ``params``."""
         if not is_per_task(params):
             return policy.distribution(self.observations, params).log_prob(self.actions)
-        dist = policy.distribution(self.group(self.observations), params)
+        return self.log_probs_under(self.distributions(policy, params))
+
+    def log_probs_under(self, dist: Any) -> Tensor:
+        """``[T, B]`` log-probabilities of the actions under grouped distributions ``dist``."""
         return self.ungroup(dist.log_prob(self.group(self.actions)))
 
     def distributions(self, policy: MLPPolicy, params: Params) -> Any:
@@ -164,9 +167,8 @@ class Sampler:
         for t in range(horizon):
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
             observations[t] = obs_t
-            dist = self.policy.distribution(obs_t.view(*batch_shape, -1), params)
             step_noise = noise[t].view(*batch_shape, *noise.shape[2:])
-            action = self.policy.actions_from_noise(dist, step_noise).reshape(
+            action = self.policy.act(obs_t.view(*batch_shape, -1), params, step_noise).reshape(
                 n, *self.policy.action_shape
             )
             actions[t] = action

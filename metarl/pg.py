@@ -6,6 +6,8 @@ per-task parameters (leading ``n_tasks`` dimension, see :mod:`metarl.policy`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
@@ -55,9 +57,27 @@ def policy_gradient_step(
         params = per_task(params, episodes.n_tasks)
     if not any(value.requires_grad for value in params.values()):  # adapting detached params
         params = {key: value.clone().requires_grad_() for key, value in params.items()}
-    objective = inner_surrogate(policy, params, episodes, advantages).sum()
-    grads = torch.autograd.grad(objective, list(params.values()), create_graph=create_graph)
+    grads = inner_gradient(policy, params, episodes, advantages, create_graph)
     return {key: value + lr * grad for (key, value), grad in zip(params.items(), grads)}
+
+
+def inner_gradient(
+    policy: MLPPolicy, params: Params, episodes: EpisodeBatch, advantages: Tensor,
+    create_graph: bool,
+) -> list[Tensor]:
+    """``grad J_t`` of every task with respect to its own (per-task) ``params``, in dict order."""
+    objective = inner_surrogate(policy, params, episodes, advantages).sum()
+    return list(torch.autograd.grad(objective, list(params.values()), create_graph=create_graph))
+
+
+def hessian_vector_product(
+    gradient: Sequence[Tensor], leaves: Sequence[Tensor], directions: Sequence[Tensor]
+) -> list[Tensor]:
+    """``H d`` for the Hessian whose gradient ``gradient`` (built with ``create_graph``) was
+    taken with respect to ``leaves``; ``directions`` are shaped like ``leaves``. The graph is
+    kept for further products."""
+    inner = sum((g * d).sum() for g, d in zip(gradient, directions, strict=True))
+    return list(torch.autograd.grad(inner, list(leaves), retain_graph=True))
 
 
 def detach_params(params: Params) -> Params:

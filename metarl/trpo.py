@@ -24,8 +24,11 @@ def unflat(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
 
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, tolerance: float = 1e-10
-) -> Tensor:
-    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``A @ v``."""
+) -> tuple[Tensor, Tensor]:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``A @ v``.
+
+    Returns ``x`` and the residual ``b - A x`` (kept by the iteration, so ``A x`` costs no
+    further product)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -40,7 +43,7 @@ def conjugate_gradient(
             break
         p = r + (new_r_dot / r_dot) * p
         r_dot = new_r_dot
-    return x
+    return x, r
 
 
 @dataclass
@@ -76,8 +79,8 @@ def trust_region_step(
     def damped(v: Tensor) -> Tensor:
         return fisher_vector_product(v) + damping * v
 
-    direction = conjugate_gradient(damped, gradient, cg_iterations)
-    shs = 0.5 * direction @ damped(direction)
+    direction, residual = conjugate_gradient(damped, gradient, cg_iterations)
+    shs = 0.5 * direction @ (gradient - residual)
     step = direction * torch.sqrt(max_kl / shs.clamp(min=1e-12))
     start = [p.detach().clone() for p in params]
     fraction = 1.0

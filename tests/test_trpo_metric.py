@@ -61,5 +61,6 @@ def test_exact_metric_matches_finite_differences(inner_steps, monkeypatch):
 def test_conjugate_gradient_solves_a_small_system():
     a = torch.tensor([[4.0, 1.0], [1.0, 3.0]])
     b = torch.tensor([1.0, 2.0])
-    x = conjugate_gradient(lambda v: a @ v, b, iterations=10)
+    x, residual = conjugate_gradient(lambda v: a @ v, b, iterations=10)
     torch.testing.assert_close(a @ x, b)
+    torch.testing.assert_close(residual, b - a @ x)
