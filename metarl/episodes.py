@@ -157,31 +157,31 @@ class Sampler:
         horizon = self.family.max_episode_steps
         n = env.num_envs
         grouped = is_per_task(params)
-        observations = torch.zeros((horizon, *obs.shape), dtype=torch.float32, device=self.device)
+        # Steps are recorded on the host and moved to the device once, at the end.
+        observations = np.zeros((horizon, *obs.shape), dtype=np.float32)
         actions = torch.zeros((horizon, n, *self.policy.action_shape),
-                              dtype=self.policy.action_dtype, device=self.device)
+                              dtype=self.policy.action_dtype)
+        host_actions = actions.numpy()
         rewards = np.zeros((horizon, n), dtype=np.float32)
         mask = np.zeros((horizon, n), dtype=np.float32)
         alive = np.ones(n, dtype=bool)
         batch_shape = (n_tasks, episodes_per_task) if grouped else (n,)
+        step_noise = noise.view(horizon, *batch_shape, *noise.shape[2:])
         for t in range(horizon):
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-            observations[t] = obs_t
-            step_noise = noise[t].view(*batch_shape, *noise.shape[2:])
-            action = self.policy.act(obs_t.view(*batch_shape, -1), params, step_noise).reshape(
-                n, *self.policy.action_shape
-            )
-            actions[t] = action
+            observations[t] = obs
+            obs_t = torch.from_numpy(observations[t]).to(self.device).view(*batch_shape, -1)
+            action = self.policy.act(obs_t, params, step_noise[t])
+            host_actions[t] = action.reshape(n, *self.policy.action_shape).cpu().numpy()
             mask[t] = alive
-            obs, reward, terminated, _, _ = env.step(action.cpu().numpy())
+            obs, reward, terminated, _, _ = env.step(host_actions[t])
             rewards[t] = reward
             alive &= ~terminated
             if not alive.any():
                 break
         env.close()
         return EpisodeBatch(
-            observations=observations,
-            actions=actions,
+            observations=torch.as_tensor(observations, device=self.device),
+            actions=actions.to(self.device),
             rewards=torch.as_tensor(rewards, device=self.device),
             mask=torch.as_tensor(mask, device=self.device),
             task_index=torch.arange(n_tasks, device=self.device).repeat_interleave(
