@@ -10,8 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -109,8 +111,19 @@ def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, floa
 
 
 def peak_memory_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: unlike ``ru_maxrss``, which survives
+    ``exec`` and so would report the parent's peak in a freshly spawned worker, it belongs to
+    this process's own address space. Elsewhere, ``ru_maxrss``.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, else KiB
 
 
 def _inner_steps_figures(args: tuple[str, str, str, dict[str, Any], int, int]) -> dict[str, Any]:

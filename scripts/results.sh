@@ -90,6 +90,7 @@ record learning-maze watch-maze.gif --seed 3 --adapt-steps 2 --frames 64 --width
 
 # Speed: the reference figures, scaling, every family, and cost vs inner steps.
 "$metarl" bench --scaling --families all --json "$docs/bench.json"
+"$metarl" --threads 2 bench --json "$docs/bench-2-threads.json"
 for algo in meml maml; do
     "$metarl" bench --algo "$algo" --inner-steps 1 3 5 --repeats 2 \
         --json "$docs/bench-inner-steps-$algo.json"
