@@ -17,9 +17,22 @@ from metarl.policy import MLPPolicy, Params, is_per_task, per_task
 
 
 def episode_mean(x: Tensor, episodes: EpisodeBatch) -> Tensor:
-    """Per task, ``[n_tasks]``: mean over its episodes of each episode's mean over valid steps."""
-    per_episode = (x * episodes.mask).sum(dim=0) / episodes.lengths.clamp(min=1.0)
+    """Per task, ``[n_tasks]``: mean over its episodes of each episode's sum over valid steps,
+    divided by the horizon.
+
+    Every step weighs the same, as in the policy gradient ``E[sum_t grad log pi A_t]`` (the
+    constant ``1 / horizon`` keeps step sizes comparable across families). Dividing each
+    episode by its own length instead would multiply the weight of the steps of episodes that
+    end early, which biases the estimate towards them.
+    """
+    per_episode = (x * episodes.mask).sum(dim=0) / episodes.horizon
     return per_episode.view(episodes.n_tasks, episodes.episodes_per_task).mean(dim=1)
+
+
+def step_mean(x: Tensor, episodes: EpisodeBatch) -> Tensor:
+    """Per task, ``[n_tasks]``: mean over the valid steps of its episodes."""
+    grouped, mask = episodes.group(x), episodes.group(episodes.mask)
+    return (grouped * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def magic_box(x: Tensor) -> Tensor:
@@ -97,9 +110,10 @@ def clipped_surrogate(
 
 
 def mean_kl(old: Distribution, new: Distribution, episodes: EpisodeBatch) -> Tensor:
-    """Mean over tasks of the per-step ``KL(old || new)`` on grouped distributions."""
+    """Mean over tasks of the mean ``KL(old || new)`` over the steps taken (grouped
+    distributions)."""
     kl = episodes.ungroup(kl_divergence(old, new))
-    return episode_mean(kl, episodes).mean()
+    return step_mean(kl, episodes).mean()
 
 
 def detach_distribution(dist: Distribution) -> Distribution:
