@@ -85,6 +85,8 @@ class OuterData:
     old_distribution: Distribution
     """The adapted policies on the outer episodes (grouped), without gradient."""
     adapted: Params
+    live_adapted: Params
+    """``adapted`` with the graph of the inner steps back to theta_0 (for the outer step)."""
 
 
 @register_learner("maml")
@@ -101,11 +103,11 @@ class MAML(MetaLearner):
     # --- data -------------------------------------------------------------------------------
     def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> OuterData:
         """Sample and adapt ``inner_steps`` times, then sample after adaptation."""
-        params = self.meta_params()
+        params = self.policy.parameters_dict()
         inner = []
         for _ in range(self.config.inner_steps):
             start = time.perf_counter()
-            batch = self.sample(tasks, params)
+            batch = self.sample(tasks, detach_params(params))
             timings["sampling"] += time.perf_counter() - start
             start = time.perf_counter()
             episodes = self.with_advantages(batch)
@@ -118,28 +120,33 @@ class MAML(MetaLearner):
         return Episodes(batch, advantages(batch, self.config.gamma, self.config.gae_lambda))
 
     def inner_step(self, params: Params, episodes: Episodes) -> Params:
-        """A detached inner step (for sampling; the outer step replays it differentiably)."""
-        return detach_params(policy_gradient_step(
-            self.policy, params, episodes.batch, episodes.advantages, self.config.inner_lr, False
-        ))
+        """One inner step from live ``params``, kept differentiable (second order unless
+        ``first_order``) so that the outer step reuses it instead of recomputing it."""
+        return policy_gradient_step(
+            self.policy, params, episodes.batch, episodes.advantages, self.config.inner_lr,
+            create_graph=not self.options.first_order,
+        )
 
     def sample_after_adaptation(
         self, tasks: Sequence[Any], inner: list[Episodes], params: Params,
         timings: dict[str, float],
     ) -> OuterData:
-        """Fresh episodes with the adapted ``params``: the data of the outer step."""
+        """Fresh episodes with the adapted ``params`` (live, see :meth:`inner_step`): the data of
+        the outer step."""
+        adapted = detach_params(params)
         start = time.perf_counter()
-        outer = self.sample(tasks, params)
+        outer = self.sample(tasks, adapted)
         timings["sampling"] += time.perf_counter() - start
         with torch.no_grad():
-            old = outer.distributions(self.policy, params)
+            old = outer.distributions(self.policy, adapted)
             old_log_probs = outer.log_probs_under(old)
         return OuterData(
             inner=inner,
             outer=self.with_advantages(outer),
             old_log_probs=old_log_probs,
             old_distribution=old,
-            adapted=params,
+            adapted=adapted,
+            live_adapted=params,
         )
 
     def adapted_params(self, inner: list[Episodes], create_graph: bool) -> Params:
@@ -178,8 +185,7 @@ class MAML(MetaLearner):
     def trpo_update(self, data: OuterData) -> dict[str, float]:
         options = self.options
         theta = list(self.policy.parameters())
-        adapted = self.adapted_params(data.inner, create_graph=not options.first_order)
-        surrogate = self.outer_surrogate(data, adapted)
+        surrogate = self.outer_surrogate(data, data.live_adapted)
         gradient = flat(torch.autograd.grad(surrogate, theta))
         exact = options.fvp == "exact" and not options.first_order
         fvp = self.exact_fvp(data, theta) if exact else self.identity_fvp(data)
@@ -265,8 +271,10 @@ class MAML(MetaLearner):
 
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None
-        for _ in range(self.options.ppo_epochs):
-            adapted = self.adapted_params(data.inner, create_graph=not self.options.first_order)
+        for epoch in range(self.options.ppo_epochs):
+            adapted = data.live_adapted if epoch == 0 else self.adapted_params(
+                data.inner, create_graph=not self.options.first_order
+            )
             loss = -self.outer_surrogate(data, adapted, clip=self.options.ppo_clip)
             self.optimizer.zero_grad()
             loss.backward()

@@ -373,10 +373,10 @@ class MBML(MAML):
 
     def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> ModelBasedData:
         """Real episodes with theta_0, adapted models, imagined inner steps, real episodes after."""
-        theta_0 = params = self.meta_params()
+        params = self.policy.parameters_dict()  # live: see MAML.inner_step
         start = time.perf_counter()
         real = self.sampler.sample(
-            tasks, self.options.real_episodes, theta_0, int(self.rng.integers(2**31))
+            tasks, self.options.real_episodes, self.meta_params(), int(self.rng.integers(2**31))
         )
         timings["sampling"] += time.perf_counter() - start
         start = time.perf_counter()
@@ -386,7 +386,9 @@ class MBML(MAML):
         model_params = detach_params(self.adapt_model(real_data))
         inner = []
         for _ in range(self.config.inner_steps):
-            episodes = self.with_advantages(self.imagine(model_params, real, params))
+            episodes = self.with_advantages(
+                self.imagine(model_params, real, detach_params(params))
+            )
             params = self.inner_step(params, episodes)
             inner.append(episodes)
         timings["inner"] += time.perf_counter() - start

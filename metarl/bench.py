@@ -35,9 +35,11 @@ ITERATION_TASKS = (10, 20, 40)
 
 
 def median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    """Median time of ``run`` over at least ``repeats`` calls and ``0.2 * repeats`` seconds of
+    calls (fast calls are repeated more: their medians are noisy on a shared machine)."""
     run()  # warm-up
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < 0.2 * repeats:
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
