@@ -46,6 +46,8 @@ for run in nav-maml-300 nav-maml-seed1; do
     "$metarl" evaluate "$runs/$run" --test-tasks 40 --adapt-steps 3 --episodes 20 \
         --json "$docs/navigation2d/$run.json"
 done
+"$metarl" evaluate "$runs/nav-maml-300" --test-tasks 200 --adapt-steps 1 --episodes 20 \
+    --json "$docs/navigation2d/nav-maml-300-200-tasks.json"
 for episodes in 5 20; do  # MBML's point: adaptation from fewer real episodes
     for algo in maml mbml; do
         "$metarl" evaluate "$runs/nav-$algo" --test-tasks 40 --adapt-steps 1 \
