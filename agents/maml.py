@@ -85,8 +85,9 @@ class OuterData:
     old_distribution: Distribution
     """The adapted policies on the outer episodes (grouped), without gradient."""
     adapted: Params
-    live_adapted: Params
-    """``adapted`` with the graph of the inner steps back to theta_0 (for the outer step)."""
+    live_distribution: Distribution
+    """The same policies with the graph of the inner steps back to theta_0, for the outer
+    step (which so need not redo the inner steps)."""
 
 
 @register_learner("maml")
@@ -139,14 +140,13 @@ class MAML(MetaLearner):
         timings["sampling"] += time.perf_counter() - start
         with torch.no_grad():
             old = outer.distributions(self.policy, adapted)
-            old_log_probs = outer.log_probs_under(old)
         return OuterData(
             inner=inner,
             outer=self.with_advantages(outer),
-            old_log_probs=old_log_probs,
+            old_log_probs=outer.log_probs_under(old),
             old_distribution=old,
             adapted=adapted,
-            live_adapted=params,
+            live_distribution=outer.distributions(self.policy, params),
         )
 
     def adapted_params(self, inner: list[Episodes], create_graph: bool) -> Params:
@@ -160,12 +160,13 @@ class MAML(MetaLearner):
         return params
 
     def outer_surrogate(
-        self, data: OuterData, adapted: Params, clip: float | None = None
+        self, data: OuterData, dist: Distribution, clip: float | None = None
     ) -> Tensor:
+        """The outer objective under the adapted policies ``dist`` (grouped, per task)."""
         outer = data.outer
-        log_probs = outer.batch.log_probs(self.policy, adapted)
         return clipped_surrogate(
-            log_probs, data.old_log_probs, outer.advantages, outer.batch, clip
+            outer.batch.log_probs_under(dist), data.old_log_probs, outer.advantages, outer.batch,
+            clip,
         ).mean()
 
     # --- the meta-update ------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class MAML(MetaLearner):
     def trpo_update(self, data: OuterData) -> dict[str, float]:
         options = self.options
         theta = list(self.policy.parameters())
-        surrogate = self.outer_surrogate(data, data.live_adapted)
+        surrogate = self.outer_surrogate(data, data.live_distribution)
         gradient = flat(torch.autograd.grad(surrogate, theta))
         exact = options.fvp == "exact" and not options.first_order
         fvp = self.exact_fvp(data, theta) if exact else self.identity_fvp(data)
@@ -207,7 +208,7 @@ class MAML(MetaLearner):
         with torch.no_grad():
             dist = data.outer.batch.distributions(self.policy, trial)
             kl = mean_kl(data.old_distribution, dist, data.outer.batch)
-            return float(self.outer_surrogate(data, trial)), float(kl)
+            return float(self.outer_surrogate(data, dist)), float(kl)
 
     def exact_fvp(self, data: OuterData, theta: list[Tensor]) -> Callable[[Tensor], Tensor]:
         """Hessian of the mean KL with respect to theta_0, through the inner steps.
@@ -272,10 +273,11 @@ class MAML(MetaLearner):
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None
         for epoch in range(self.options.ppo_epochs):
-            adapted = data.live_adapted if epoch == 0 else self.adapted_params(
-                data.inner, create_graph=not self.options.first_order
+            dist = data.live_distribution if epoch == 0 else data.outer.batch.distributions(
+                self.policy,
+                self.adapted_params(data.inner, create_graph=not self.options.first_order),
             )
-            loss = -self.outer_surrogate(data, adapted, clip=self.options.ppo_clip)
+            loss = -self.outer_surrogate(data, dist, clip=self.options.ppo_clip)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()

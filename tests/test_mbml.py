@@ -126,7 +126,9 @@ def test_imagined_rollouts_give_finite_losses_and_gradients():
     data = learner.collect(tasks, timings)
     assert data.inner[0].batch.episodes_per_task == 4 and data.real.episodes_per_task == 5
     adapted = learner.adapted_params(data.inner, create_graph=True)
-    surrogate = learner.outer_surrogate(data, adapted)
+    surrogate = learner.outer_surrogate(
+        data, data.outer.batch.distributions(learner.policy, adapted)
+    )
     grads = torch.autograd.grad(surrogate, list(learner.policy.parameters()))
     assert torch.isfinite(surrogate) and all(torch.isfinite(g).all() for g in grads)
     assert any(float(g.abs().max()) > 0 for g in grads)
