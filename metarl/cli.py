@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads (default 1, safe when several jobs share the cores; on an "
-             "otherwise idle machine 2 threads make a MAML-TRPO iteration about 1.7x faster)",
+             "otherwise idle machine 2 threads make a MAML-TRPO iteration about 1.6x faster)",
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
