@@ -187,6 +187,8 @@ def run_bench(
         **iteration,
         "peak_memory_mib": peak_memory_mib(),
     }
+    if learner.device.type == "cuda":
+        result["cuda_peak_memory_mib"] = torch.cuda.max_memory_allocated(learner.device) / 2**20
     sampler = sampler_throughput(learner, config.meta_batch_size, config.episodes_per_task,
                                  repeats)
     result["env_steps_per_second"] = sampler["env_steps_per_second"]
