@@ -3,9 +3,11 @@
 #   scripts/cuda_check.sh [OUT_DIR]
 # Runs the CPU-vs-CUDA agreement tests, a short train + evaluate on CUDA, `metarl bench` with
 # its scaling tables on both devices, a 200-task meta-iteration on both, and a profile of
-# one CUDA meta-iteration. JSON and logs go to OUT_DIR (default: runs/cuda-check).
+# one CUDA meta-iteration. JSON and logs go to OUT_DIR (default: runs/cuda-check), which must
+# not exist yet. Run it with the project installed (e.g. after `. .venv/bin/activate`).
 set -euo pipefail
 out=${1:-runs/cuda-check}
+if [ -e "$out" ]; then echo "cuda_check: $out already exists; choose a new OUT_DIR" >&2; exit 2; fi
 mkdir -p "$out"
 metarl() { python3 -m metarl "$@"; }
 export PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy PYGAME_HIDE_SUPPORT_PROMPT=1
