@@ -1,6 +1,7 @@
-"""Built-in meta-learners; importing this package registers them all."""
+"""Built-in meta-learners (installed as ``metarl.agents``); importing this package registers
+them all."""
 
-from agents import (
+from metarl.agents import (
     maml,  # noqa: F401
     mbml,  # noqa: F401
     meml,  # noqa: F401

@@ -1,7 +1,7 @@
 """MAML for reinforcement learning (Finn et al. 2017) with a trust-region or clipped outer step.
 
 Inner loop, per task t: ``theta_t = theta_0 + alpha * grad J_t(theta_0)`` from episodes sampled
-with ``theta_0`` (LVC surrogate, see :func:`metarl.pg.inner_surrogate`). Outer loop:
+with ``theta_0`` (LVC surrogate, see :func:`metarl.learn.surrogates.inner_surrogate`). Outer loop:
 ``theta_0 <- argmax E_t[J_t(theta_t)]`` on fresh episodes sampled with ``theta_t``, through the
 inner step (second order unless ``--first-order``), with TRPO (default) or a PPO-clipped
 surrogate and Adam (ProMP-style).
@@ -9,7 +9,6 @@ surrogate and Adam (ProMP-style).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,22 +17,21 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from metarl.advantages import advantages
 from metarl.config import option
-from metarl.episodes import EpisodeBatch
-from metarl.learner import MetaLearner
-from metarl.pg import (
+from metarl.learn.learner import Episodes, MetaLearner, Rollouts, Timer
+from metarl.learn.optim import hessian_vector_product, trust_region_step
+from metarl.learn.surrogates import (
     clipped_surrogate,
     detach_distribution,
-    detach_params,
-    hessian_vector_product,
+    distributions,
     inner_gradient,
+    log_probs_under,
     mean_kl,
     policy_gradient_step,
 )
-from metarl.policy import Params, per_task
+from metarl.policies.params import Params, detach_params, flat, per_task, unflat
 from metarl.registry import register_learner
-from metarl.trpo import flat, trust_region_step, unflat
+from metarl.rollout.episodes import EpisodeBatch
 
 
 @dataclass(frozen=True)
@@ -62,32 +60,27 @@ class MAMLOptions:
 
 
 @dataclass
-class Episodes:
-    """A batch with its (fixed) advantages."""
-
-    batch: EpisodeBatch
-    advantages: Tensor
-
-    def subsample(self, fraction: float, generator: torch.Generator) -> Episodes:
-        if fraction >= 1.0:
-            return self
-        columns = self.batch.sample_columns(fraction, generator)
-        return Episodes(self.batch.select_columns(columns), self.advantages[:, columns])
-
-
-@dataclass
 class OuterData:
-    """What the outer step needs: the inner episodes and the post-adaptation episodes."""
+    """What the outer step needs: the rollouts, and the adapted policies on the episodes
+    sampled after adaptation."""
 
-    inner: list[Episodes]
-    outer: Episodes
+    rollouts: Rollouts
+    adapted: Params
+    """The adapted parameters, detached."""
     old_log_probs: Tensor
     old_distribution: Distribution
     """The adapted policies on the outer episodes (grouped), without gradient."""
-    adapted: Params
     live_distribution: Distribution
     """The same policies with the graph of the inner steps back to theta_0, for the outer
     step (which so need not redo the inner steps)."""
+
+    @property
+    def inner(self) -> list[Episodes]:
+        return self.rollouts.inner
+
+    @property
+    def outer(self) -> Episodes:
+        return self.rollouts.after
 
 
 @register_learner("maml")
@@ -101,52 +94,22 @@ class MAML(MetaLearner):
             if self.options.outer == "ppo" else None
         )
 
-    # --- data -------------------------------------------------------------------------------
-    def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> OuterData:
-        """Sample and adapt ``inner_steps`` times, then sample after adaptation."""
-        params = self.policy.parameters_dict()
-        inner = []
-        for _ in range(self.config.inner_steps):
-            start = time.perf_counter()
-            batch = self.sample(tasks, detach_params(params))
-            timings["sampling"] += time.perf_counter() - start
-            start = time.perf_counter()
-            episodes = self.with_advantages(batch)
-            params = self.inner_step(params, episodes)
-            inner.append(episodes)
-            timings["inner"] += time.perf_counter() - start
-        return self.sample_after_adaptation(tasks, inner, params, timings)
+    @property
+    def second_order(self) -> bool:
+        return not self.options.first_order
 
-    def with_advantages(self, batch: EpisodeBatch) -> Episodes:
-        return Episodes(batch, advantages(batch, self.config.gamma, self.config.gae_lambda))
-
-    def inner_step(self, params: Params, episodes: Episodes) -> Params:
-        """One inner step from live ``params``, kept differentiable (second order unless
-        ``first_order``) so that the outer step reuses it instead of recomputing it."""
-        return policy_gradient_step(
-            self.policy, params, episodes.batch, episodes.advantages, self.config.inner_lr,
-            create_graph=not self.options.first_order,
-        )
-
-    def sample_after_adaptation(
-        self, tasks: Sequence[Any], inner: list[Episodes], params: Params,
-        timings: dict[str, float],
-    ) -> OuterData:
-        """Fresh episodes with the adapted ``params`` (live, see :meth:`inner_step`): the data of
-        the outer step."""
-        adapted = detach_params(params)
-        start = time.perf_counter()
-        outer = self.sample(tasks, adapted)
-        timings["sampling"] += time.perf_counter() - start
+    def outer_data(self, rollouts: Rollouts) -> OuterData:
+        """The adapted policies on the post-adaptation episodes, old (fixed) and live."""
+        adapted = detach_params(rollouts.adapted)
+        outer = rollouts.after.batch
         with torch.no_grad():
-            old = outer.distributions(self.policy, adapted)
+            old = distributions(self.policy, adapted, outer)
         return OuterData(
-            inner=inner,
-            outer=self.with_advantages(outer),
-            old_log_probs=outer.log_probs_under(old),
-            old_distribution=old,
+            rollouts=rollouts,
             adapted=adapted,
-            live_distribution=outer.distributions(self.policy, params),
+            old_log_probs=log_probs_under(old, outer),
+            old_distribution=old,
+            live_distribution=distributions(self.policy, rollouts.adapted, outer),
         )
 
     def adapted_params(self, inner: list[Episodes], create_graph: bool) -> Params:
@@ -165,23 +128,14 @@ class MAML(MetaLearner):
         """The outer objective under the adapted policies ``dist`` (grouped, per task)."""
         outer = data.outer
         return clipped_surrogate(
-            outer.batch.log_probs_under(dist), data.old_log_probs, outer.advantages, outer.batch,
-            clip,
+            log_probs_under(dist, outer.batch), data.old_log_probs, outer.advantages,
+            outer.batch, clip,
         ).mean()
 
     # --- the meta-update ------------------------------------------------------------------------
-    def step(self, tasks: Sequence[Any]) -> dict[str, float]:
-        timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0}
-        data = self.collect(tasks, timings)
-        start = time.perf_counter()
-        stats = self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
-        timings["outer"] = time.perf_counter() - start
-        return {
-            "return_before": float(data.inner[0].batch.task_returns().mean()),
-            "return_after": float(data.outer.batch.task_returns().mean()),
-            **stats,
-            **{f"{key}_seconds": value for key, value in timings.items()},
-        }
+    def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
+        data = self.outer_data(rollouts)
+        return self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
 
     def trpo_update(self, data: OuterData) -> dict[str, float]:
         options = self.options
@@ -206,7 +160,7 @@ class MAML(MetaLearner):
         """(surrogate, mean KL) at the current theta_0, without building a graph to keep."""
         trial = detach_params(self.adapted_params(data.inner, create_graph=False))
         with torch.no_grad():
-            dist = data.outer.batch.distributions(self.policy, trial)
+            dist = distributions(self.policy, trial, data.outer.batch)
             kl = mean_kl(data.old_distribution, dist, data.outer.batch)
             return float(self.outer_surrogate(data, dist)), float(kl)
 
@@ -264,7 +218,7 @@ class MAML(MetaLearner):
         """Products with the Hessian of the mean KL with respect to per-task ``adapted``
         parameters (each task's Fisher over the number of tasks), on per-task directions."""
         phi = {key: value.detach().requires_grad_() for key, value in adapted.items()}
-        dist = outer.distributions(self.policy, phi)
+        dist = distributions(self.policy, phi, outer)
         kl = mean_kl(detach_distribution(dist), dist, outer)
         leaves = list(phi.values())
         grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
@@ -273,9 +227,8 @@ class MAML(MetaLearner):
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None
         for epoch in range(self.options.ppo_epochs):
-            dist = data.live_distribution if epoch == 0 else data.outer.batch.distributions(
-                self.policy,
-                self.adapted_params(data.inner, create_graph=not self.options.first_order),
+            dist = data.live_distribution if epoch == 0 else distributions(
+                self.policy, self.adapted_params(data.inner, self.second_order), data.outer.batch
             )
             loss = -self.outer_surrogate(data, dist, clip=self.options.ppo_clip)
             self.optimizer.zero_grad()

@@ -14,14 +14,14 @@ Adaptation to task t:
 1. sample ``--real-episodes`` real episodes D_t with theta_0;
 2. ``phi_t = phi_0 - alpha_m grad L(phi_0; D_t)`` (``--model-inner-steps`` times);
 3. roll out ``--imagined-episodes`` episodes with theta_0 in the model phi_t (a batched env run
-   by the ordinary :class:`metarl.episodes.Sampler`);
+   by the ordinary :class:`metarl.rollout.sampler.Sampler`);
 4. ``theta_t = theta_0 + alpha grad J_t^model(theta_0)``: the policy-gradient inner step
-   (:func:`metarl.pg.policy_gradient_step`) on the imagined episodes.
+   (:func:`metarl.learn.surrogates.policy_gradient_step`) on the imagined episodes.
 
 Meta-updates, per iteration, on fresh real episodes D'_t sampled with theta_t:
 
 - policy: ``theta_0 <- argmax E_t[J_t(theta_t)]`` through the inner step, with MAML's outer
-  optimisers (TRPO by default, see :mod:`agents.maml`);
+  optimisers (TRPO by default, see :mod:`metarl.agents.maml`);
 - model: ``phi_0 <- phi_0 - Adam(grad_phi_0 E_t[L(phi_t; D'_t)])``, second order through the
   model's adaptation, so the model learns to adapt from theta_0's episodes to predict what
   the adapted policy meets.
@@ -32,7 +32,6 @@ task (default 5) where MAML uses ``--episodes-per-task`` (20).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,15 +39,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from metarl.agents.maml import MAML, MAMLOptions
 from torch import Tensor, nn
 
-from agents.maml import MAML, MAMLOptions, OuterData
 from metarl.config import option
-from metarl.episodes import EpisodeBatch, Sampler
-from metarl.pg import detach_params
-from metarl.policy import Params, per_task
+from metarl.family.vector import BatchedEnv
+from metarl.learn.learner import Episodes, Rollouts, Timer
+from metarl.policies.params import Params, detach_params, per_task
 from metarl.registry import register_learner
-from metarl.vector import BatchedEnv
+from metarl.rollout.episodes import EpisodeBatch
+from metarl.rollout.sampler import Sampler
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class DynamicsModel(nn.Module):
     """An ensemble of MLPs ``(s, a) -> (s' - s, r, termination logit)`` with explicit parameters.
 
     Parameters (:meth:`parameters_dict`) carry a leading ensemble dimension ``E``; per-task
-    parameters add ``n_tasks`` before it, like per-task policies (:mod:`metarl.policy`).
+    parameters add ``n_tasks`` before it, like per-task policies (:mod:`metarl.policies`).
     Inputs and targets are standardised with statistics fitted once on the first real data
     (buffers, saved with the model). Box actions are clipped to their bounds, Discrete actions
     one-hot encoded.
@@ -275,7 +275,7 @@ class ModelEnv(BatchedEnv):
 
 
 class ImaginedTasks:
-    """Adapted models in the place of a task family, for :class:`metarl.episodes.Sampler`.
+    """Adapted models in the place of a task family, for :class:`metarl.rollout.sampler.Sampler`.
 
     The sampler asks a family only for ``make_vector_env(tasks, episodes_per_task)`` and
     ``max_episode_steps``; here a task is the index of an adapted model in ``params``.
@@ -301,22 +301,16 @@ class ImaginedTasks:
         )
 
 
-@dataclass
-class ModelBasedData(OuterData):
-    """MAML's outer data (``inner`` holds imagined episodes) plus the real episodes of theta_0."""
-
-    real: EpisodeBatch
-
-
 @register_learner("mbml")
 class MBML(MAML):
     Options = MBMLOptions
 
+    phases = ("sampling", "inner", "outer", "model")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        env = self.family.make_env()
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        env.close()
+        self.observation_space = self.family.observation_space
+        self.action_space = self.family.action_space
         options = self.options
         self.model = DynamicsModel(
             self.observation_space, self.action_space, options.model_hidden,
@@ -371,46 +365,34 @@ class MBML(MAML):
         model_params = detach_params(self.adapt_model(self.model.transitions(episodes)))
         return super().adapt(params, self.imagine(model_params, episodes, params), create_graph)
 
-    def collect(self, tasks: Sequence[Any], timings: dict[str, float]) -> ModelBasedData:
+    def collect(self, tasks: Sequence[Any], timer: Timer) -> Rollouts:
         """Real episodes with theta_0, adapted models, imagined inner steps, real episodes after."""
-        params = self.policy.parameters_dict()  # live: see MAML.inner_step
-        start = time.perf_counter()
-        real = self.sampler.sample(
-            tasks, self.options.real_episodes, self.meta_params(), int(self.rng.integers(2**31))
-        )
-        timings["sampling"] += time.perf_counter() - start
-        start = time.perf_counter()
-        real_data = self.model.transitions(real)
-        if not bool(self.model.fitted):
-            self.model.fit_normaliser(real_data)
-        model_params = detach_params(self.adapt_model(real_data))
-        inner = []
-        for _ in range(self.config.inner_steps):
-            episodes = self.with_advantages(
-                self.imagine(model_params, real, detach_params(params))
-            )
-            params = self.inner_step(params, episodes)
-            inner.append(episodes)
-        timings["inner"] += time.perf_counter() - start
-        data = self.sample_after_adaptation(tasks, inner, params, timings)
-        return ModelBasedData(**vars(data), real=real)
+        params = self.policy.parameters_dict()  # live: see MetaLearner.collect
+        with timer("sampling"):
+            real = self.sample(tasks, self.meta_params(), self.options.real_episodes)
+        with timer("inner"):
+            real_data = self.model.transitions(real)
+            if not bool(self.model.fitted):
+                self.model.fit_normaliser(real_data)
+            model_params = detach_params(self.adapt_model(real_data))
+            inner: list[Episodes] = []
+            for _ in range(self.config.inner_steps):
+                episodes = self.with_advantages(
+                    self.imagine(model_params, real, detach_params(params))
+                )
+                params = self.inner_step(params, episodes, self.second_order)
+                inner.append(episodes)
+        after = self.sample_after_adaptation(tasks, params, timer)
+        return Rollouts(tasks, real, inner, after, params)
 
-    def step(self, tasks: Sequence[Any]) -> dict[str, float]:
-        timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0, "model": 0.0}
-        data = self.collect(tasks, timings)
-        start = time.perf_counter()
-        stats = self.trpo_update(data) if self.options.outer == "trpo" else self.ppo_update(data)
-        timings["outer"] = time.perf_counter() - start
-        start = time.perf_counter()
-        model_loss = self.train_model(data.real, data.outer.batch)
-        timings["model"] = time.perf_counter() - start
+    def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
+        stats = super().outer_update(rollouts, timer)
+        with timer("model"):
+            model_loss = self.train_model(rollouts.before, rollouts.after.batch)
         return {
-            "return_before": float(data.real.task_returns().mean()),
-            "return_after": float(data.outer.batch.task_returns().mean()),
-            "imagined_return": float(data.inner[0].batch.task_returns().mean()),
+            "imagined_return": float(rollouts.inner[0].batch.task_returns().mean()),
             "model_loss": model_loss,
             **stats,
-            **{f"{key}_seconds": value for key, value in timings.items()},
         }
 
     # --- checkpointing ------------------------------------------------------------------------

@@ -32,7 +32,6 @@ gradient of the return on episodes sampled after adaptation, solved by conjugate
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,14 +39,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metarl.advantages import advantages
 from metarl.config import ConfigError, option
-from metarl.episodes import EpisodeBatch
-from metarl.learner import MetaLearner
-from metarl.pg import detach_params, hessian_vector_product, inner_gradient
-from metarl.policy import Params
+from metarl.learn.learner import Episodes, MetaLearner, Rollouts, Timer
+from metarl.learn.optim import conjugate_gradient, hessian_vector_product
+from metarl.learn.surrogates import inner_gradient
+from metarl.policies.params import Params, detach_params, flat, unflat
 from metarl.registry import register_learner
-from metarl.trpo import conjugate_gradient, flat, unflat
 
 
 @dataclass(frozen=True)
@@ -95,50 +92,32 @@ class MEML(MetaLearner):
         theta_0 = self.meta_params()
         return {key: value - self.pull * (value - theta_0[key]) for key, value in params.items()}
 
-    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
-        """One inner policy-gradient step, then the enhancement step toward theta_0."""
-        return self.enhance(super().adapt(params, episodes, create_graph))
+    def inner_step(self, params: Params, episodes: Episodes, create_graph: bool) -> Params:
+        """One inner policy-gradient step, then the enhancement step toward theta_0; first
+        order (detached) whatever ``create_graph`` says."""
+        step = super().inner_step(detach_params(params), episodes, create_graph=False)
+        return detach_params(self.enhance(step))
 
-    def step(self, tasks: Sequence[Any]) -> dict[str, float]:
-        timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0}
-        theta_0 = {key: value.clone() for key, value in self.meta_params().items()}
-        params, batches = theta_0, []
-        for _ in range(self.config.inner_steps):
-            start = time.perf_counter()
-            batches.append(self.sample(tasks, params))
-            timings["sampling"] += time.perf_counter() - start
-            start = time.perf_counter()
-            params = detach_params(self.adapt(params, batches[-1]))
-            timings["inner"] += time.perf_counter() - start
-        start = time.perf_counter()
-        after = self.sample(tasks, params)
-        timings["sampling"] += time.perf_counter() - start
-
-        start = time.perf_counter()
+    def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
+        theta_0 = self.meta_params()
+        params = rollouts.adapted
         if self.options.meta_update == "first-order":
             direction = {
                 key: self.options.prior_lambda * (value - theta_0[key]).mean(dim=0)
                 for key, value in params.items()
             }
         else:
-            direction = self.implicit_gradient(params, batches[-1], after)
+            direction = self.implicit_gradient(params, rollouts.inner[-1], rollouts.after)
+        displacement = flat([value - theta_0[key] for key, value in params.items()])
         with torch.no_grad():
             for key, parameter in self.policy.named_parameters():
                 parameter.add_(self.options.meta_lr * direction[key])
-        timings["outer"] = time.perf_counter() - start
-
-        displacement = flat([value - theta_0[key] for key, value in params.items()])
         return {
-            "return_before": float(batches[0].task_returns().mean()),
-            "return_after": float(after.task_returns().mean()),
-            "displacement": float(displacement.norm() / len(tasks) ** 0.5),
+            "displacement": float(displacement.norm() / len(rollouts.tasks) ** 0.5),
             "meta_step_norm": self.options.meta_lr * float(flat(list(direction.values())).norm()),
-            **{f"{key}_seconds": value for key, value in timings.items()},
         }
 
-    def implicit_gradient(
-        self, adapted: Params, inner: EpisodeBatch, after: EpisodeBatch
-    ) -> Params:
+    def implicit_gradient(self, adapted: Params, inner: Episodes, after: Episodes) -> Params:
         """``E_t[(I - H_t / lambda)^-1 grad J_t(theta_t)]``, every task in one CG solve.
 
         The systems of the tasks are independent, so one conjugate-gradient run on the
@@ -148,10 +127,8 @@ class MEML(MetaLearner):
         """
         phi = {key: value.clone().requires_grad_() for key, value in adapted.items()}
         leaves = list(phi.values())
-        after_advantages = advantages(after, self.config.gamma, self.config.gae_lambda)
-        gradient = flat(inner_gradient(self.policy, phi, after, after_advantages, False))
-        inner_advantages = advantages(inner, self.config.gamma, self.config.gae_lambda)
-        inner_graph = inner_gradient(self.policy, phi, inner, inner_advantages, True)
+        gradient = flat(inner_gradient(self.policy, phi, after.batch, after.advantages, False))
+        inner_graph = inner_gradient(self.policy, phi, inner.batch, inner.advantages, True)
         solution, _ = conjugate_gradient(
             self.regularised_hessian_product(inner_graph, leaves), gradient,
             self.options.implicit_cg_iters,

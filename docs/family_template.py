@@ -3,8 +3,9 @@
 Copy this file to ``envs/<your_family>.py`` (or into your own package), rename things, and
 follow the numbered steps. Then run ``metarl check <your-family-name>``: it exercises every
 contract (spaces, JSON tasks, determinism, batched vs single env, rendering) and says what to
-fix. Finally add ``from envs import <your_family>`` to ``envs/__init__.py`` (in your own
-package, list the module under the ``metarl.plugins`` entry-point group instead).
+fix. Finally add ``<your_family>`` to the imports in ``envs/__init__.py`` (the folder installs
+as ``metarl.envs``; in your own package, list the module under the ``metarl.plugins``
+entry-point group instead).
 
 The family here: a point on a line must walk to a hidden target position.
 """
@@ -18,9 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl import ArrayEnv, ArrayFamily, register_family
-from metarl.array_env import Params, State
-from metarl.rng import BatchRNG
+from metarl import ArrayEnv, ArrayFamily, BatchRNG, State, TaskArrays, register_family
 
 
 # 1. The task: a frozen dataclass of plain values (floats, ints, tuples) that round-trips
@@ -92,20 +91,20 @@ class LineTarget(ArrayFamily):
         sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
         return [LineTask(target=float(t)) for t in magnitude * sign]
 
-    def task_params(self, tasks: Sequence[LineTask]) -> Params:
+    def task_params(self, tasks: Sequence[LineTask]) -> TaskArrays:
         return {"target": np.array([[task.target] for task in tasks])}
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         return {"position": np.zeros((rng.batch_size, 1))}
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         position = np.clip(state["position"] + np.clip(action, -0.2, 0.2), -5.0, 5.0)
         reward = -np.abs(position - params["target"])[:, 0]
         return {"position": position}, reward, np.zeros(len(reward), dtype=bool)
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return state["position"]
 
 

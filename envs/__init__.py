@@ -1,3 +1,11 @@
-"""Built-in task families; importing this package registers them all."""
+"""Built-in task families (installed as ``metarl.envs``); importing this package registers
+them all."""
 
-from envs import bandit, cartpole, catch, maze, navigation2d, tabular_mdp  # noqa: F401
+from metarl.envs import (  # noqa: F401
+    bandit,
+    cartpole,
+    catch,
+    maze,
+    navigation2d,
+    tabular_mdp,
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.drawing import font
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 PULLS = 10
 """Pulls per episode."""
@@ -46,14 +46,6 @@ class BanditTask:
     @property
     def best_prob(self) -> float:
         return max(self.probs)
-
-
-@functools.cache
-def _font(size: int) -> Any:
-    import pygame
-
-    pygame.font.init()
-    return pygame.font.Font(None, size)
 
 
 class BanditEnv(ArrayEnv):
@@ -114,14 +106,14 @@ class BanditEnv(ArrayEnv):
         header = f"pull {step}/{PULLS}    return {int(wins.sum())}"
         if last >= 0:
             header += f"    last: arm {last} paid {last_reward:.0f}"
-        canvas.blit(_font(26).render(header, True, ink), (16, 12))
+        canvas.blit(font(26).render(header, True, ink), (16, 12))
 
         left, right, top, bottom = 40, width - 16, 50, height - 70
         slot = (right - left) / arms
         bar = max(2, int(slot * 0.7))
         pygame.draw.line(canvas, (150, 150, 150), (left, bottom), (right, bottom), 1)
-        canvas.blit(_font(18).render("1", True, ink), (left - 16, top - 6))
-        canvas.blit(_font(18).render("0", True, ink), (left - 16, bottom - 6))
+        canvas.blit(font(18).render("1", True, ink), (left - 16, top - 6))
+        canvas.blit(font(18).render("0", True, ink), (left - 16, bottom - 6))
         for arm in range(arms):
             x = int(left + arm * slot + (slot - bar) / 2)
             pygame.draw.rect(canvas, (225, 225, 225), (x, top, bar, bottom - top))
@@ -140,13 +132,13 @@ class BanditEnv(ArrayEnv):
                 y = int(bottom - wins[arm] / pulls[arm] * (bottom - top))
                 pygame.draw.line(canvas, ink, (x - 2, y), (x + bar + 1, y), 3)
             if arms <= 20 or arm % 5 == 0:
-                label = _font(18).render(str(arm), True, ink)
+                label = font(18).render(str(arm), True, ink)
                 canvas.blit(label, (x + bar // 2 - label.get_width() // 2, bottom + 4))
             if arms <= 20 and pulls[arm] > 0:
-                count = _font(16).render(f"x{pulls[arm]}", True, (90, 90, 90))
+                count = font(16).render(f"x{pulls[arm]}", True, (90, 90, 90))
                 canvas.blit(count, (x + bar // 2 - count.get_width() // 2, bottom + 20))
         legend = "bar: payoff probability   tick: observed win rate   xN: pulls   gold: best arm"
-        canvas.blit(_font(18).render(legend, True, (90, 90, 90)), (16, height - 26))
+        canvas.blit(font(18).render(legend, True, (90, 90, 90)), (16, height - 26))
 
 
 class Bandit(ArrayFamily):
@@ -173,7 +165,7 @@ class Bandit(ArrayFamily):
         probs = rng.beta(*OOD_BETA, size=(n, self.arms))
         return [BanditTask(probs=tuple(row)) for row in probs]
 
-    def task_params(self, tasks: Sequence[BanditTask]) -> Params:
+    def task_params(self, tasks: Sequence[BanditTask]) -> TaskArrays:
         for task in tasks:
             if task.arms != self.arms:
                 raise ValueError(
@@ -181,7 +173,7 @@ class Bandit(ArrayFamily):
                 )
         return {"probs": np.array([task.probs for task in tasks], dtype=np.float64)}
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         batch = rng.batch_size
         return {
             "last_action": np.full(batch, -1, dtype=np.int64),
@@ -191,7 +183,7 @@ class Bandit(ArrayFamily):
         }
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         action = action.astype(np.int64).reshape(-1)
         if np.any((action < 0) | (action >= self.arms)):
@@ -207,7 +199,7 @@ class Bandit(ArrayFamily):
         }
         return next_state, next_state["last_reward"], np.zeros(action.size, dtype=bool)
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         one_hot = state["last_action"][:, None] == np.arange(self.arms)
         return np.concatenate([one_hot, state["last_reward"][:, None]], axis=1)
 

@@ -15,9 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.drawing import font
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 TAU = 0.02
 """Seconds per step (Gymnasium's value)."""
@@ -174,14 +175,12 @@ class CartPoleTasksEnv(ArrayEnv):
     def draw(self, canvas: Any) -> None:
         import pygame
 
-        if not pygame.font.get_init():
-            pygame.font.init()
         width, height = canvas.get_size()
         scale = width / (2 * X_THRESHOLD + 0.8)
         track_y = int(height * 0.75)
         top = 50
         task = self.task
-        small = pygame.font.Font(None, 18)
+        small = font(18)
 
         def to_x(position: float) -> int:
             return int(round(width / 2 + position * scale))
@@ -235,7 +234,7 @@ class CartPoleTasksEnv(ArrayEnv):
             f"{task.pole_length:.2f} m  force {task.force_mag:.1f} N  "
             f"sign {task.actuator_sign:+d}  target {task.target:+.2f} m"
         )
-        canvas.blit(pygame.font.Font(None, 21).render(text, True, (30, 30, 30)), (10, 12))
+        canvas.blit(font(21).render(text, True, (30, 30, 30)), (10, 12))
 
 
 class CartPoleTasks(ArrayFamily):
@@ -261,13 +260,13 @@ class CartPoleTasks(ArrayFamily):
         targets = np.where(rng.random(n) < 0.5, -magnitudes, magnitudes)
         return _tasks(OOD_RANGES, targets, rng)
 
-    def task_params(self, tasks: Sequence[CartPoleTask]) -> Params:
+    def task_params(self, tasks: Sequence[CartPoleTask]) -> TaskArrays:
         return {
             key: np.array([getattr(task, key) for task in tasks], dtype=np.float64)
             for key in _PARAM_NAMES
         }
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         start = rng.uniform(-START_NOISE, START_NOISE, size=(4,))
         return {
             "x": start[:, 0],
@@ -278,7 +277,7 @@ class CartPoleTasks(ArrayFamily):
         }
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         action = np.asarray(action).reshape(-1)
         if not np.isin(action, (0, 1)).all():
@@ -308,7 +307,7 @@ class CartPoleTasks(ArrayFamily):
         offset = (next_state["x"] - params["target"]) / TARGET_WIDTH
         return next_state, np.exp(-0.5 * np.square(offset)), terminated
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return np.stack([state["x"], state["x_dot"], state["theta"], state["theta_dot"]], axis=-1)
 
 

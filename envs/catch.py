@@ -9,9 +9,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.drawing import font
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 KIND_NAMES = ("orange", "blue")
 KIND_COLOURS = ((240, 140, 30), (40, 110, 230))
@@ -127,21 +128,6 @@ class CatchEnv(ArrayEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
     render_size = (400, 460)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        self.steps = 0
-        self.score = 0.0
-        self.last_reward = 0.0
-        return super().reset(seed=seed, options=options)
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        result = super().step(action)
-        self.steps += 1
-        self.score += result[1]
-        self.last_reward = result[1]
-        return result
-
     def draw(self, canvas: Any) -> None:
         import pygame
 
@@ -172,26 +158,25 @@ class CatchEnv(ArrayEnv):
             pygame.draw.circle(canvas, (165, 175, 195), dot, 2)
         left, bottom = to_pixels(paddle_x - PADDLE_HALF_WIDTH, 0.0)
         right, _ = to_pixels(paddle_x + PADDLE_HALF_WIDTH, 0.0)
-        flash = {1.0: (60, 180, 80), -1.0: (220, 50, 50)}.get(getattr(self, "last_reward", 0.0))
+        flash = {1.0: (60, 180, 80), -1.0: (220, 50, 50)}.get(self.last_reward)
         pygame.draw.rect(canvas, flash or (60, 60, 70), (left, bottom - 2, right - left, 10))
         radius = max(6, int(ITEM_RADIUS * scale_x))
         _draw_item(canvas, to_pixels(item_x, item_y), radius, kind, kind == task.good_kind)
 
-        pygame.font.init()
-        font = pygame.font.Font(None, 22)
+        text = font(22)
         x = 10
         for index, name in enumerate(KIND_NAMES):
             pygame.draw.circle(canvas, KIND_COLOURS[index], (x + 7, 17), 7)
-            label = font.render(f"{name} {task.item_values[index]:+.0f}", True, (30, 30, 30))
+            label = text.render(f"{name} {task.item_values[index]:+.0f}", True, (30, 30, 30))
             canvas.blit(label, (x + 18, 10))
             x += 36 + label.get_width()
-        status = f"step {getattr(self, 'steps', 0)}   score {getattr(self, 'score', 0.0):+.0f}"
-        canvas.blit(font.render(status, True, (30, 30, 30)), (x + 10, 10))
+        status = f"step {self.steps}   score {self.episode_return:+.0f}"
+        canvas.blit(text.render(status, True, (30, 30, 30)), (x + 10, 10))
         rules = (
             f"per step:  wind {task.wind:+.3f}   fall {task.fall_speed:.3f}   "
             f"paddle {task.paddle_speed:.3f}"
         )
-        canvas.blit(font.render(rules, True, (30, 30, 30)), (10, 34))
+        canvas.blit(text.render(rules, True, (30, 30, 30)), (10, 34))
 
     def _draw_wind(self, canvas: Any, field: Any) -> None:
         """Faint arrows across the field, as long as the wind is strong."""
@@ -259,7 +244,7 @@ class Catch(ArrayFamily):
             for i in range(n)
         ]
 
-    def task_params(self, tasks: Sequence[CatchTask]) -> Params:
+    def task_params(self, tasks: Sequence[CatchTask]) -> TaskArrays:
         return {
             "good_kind": np.array([task.good_kind for task in tasks], dtype=np.int64),
             "fall_speed": np.array([task.fall_speed for task in tasks], dtype=np.float64),
@@ -267,7 +252,7 @@ class Catch(ArrayFamily):
             "paddle_speed": np.array([task.paddle_speed for task in tasks], dtype=np.float64),
         }
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         return {
             "paddle": np.full(rng.batch_size, PADDLE_START),
             "item_x": rng.uniform(),
@@ -276,7 +261,7 @@ class Catch(ArrayFamily):
         }
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         action = np.asarray(action)
         if action.shape != state["paddle"].shape or np.any((action < 0) | (action > 2)):
@@ -303,7 +288,7 @@ class Catch(ArrayFamily):
         }
         return next_state, reward, np.zeros_like(landed)
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         kind = state["kind"][:, None] == np.arange(len(KIND_NAMES))
         position = np.stack([state["paddle"], state["item_x"], state["item_y"]], axis=-1)
         return np.concatenate([position, kind], axis=-1).astype(np.float32)

@@ -10,9 +10,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.drawing import font
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 SIZE = 7
 N_CELLS = SIZE * SIZE
@@ -183,20 +184,10 @@ class MazeEnv(ArrayEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
     render_size = (420, 460)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        self.trail: list[int] = []
-        self.episode_return = 0.0
-        obs, info = super().reset(seed=seed, options=options)
+    def record(self, reset: bool) -> None:
+        if reset:
+            self.trail: list[int] = []
         self.trail.append(int(self.state["cell"][0]))
-        return obs, info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        result = super().step(action)
-        self.trail.append(int(self.state["cell"][0]))
-        self.episode_return += result[1]
-        return result
 
     def draw(self, canvas: Any) -> None:
         import pygame
@@ -238,20 +229,18 @@ class MazeEnv(ArrayEnv):
             (250, 250, 250),
             [(goal_x - 5, goal_y - 12), (goal_x + 10, goal_y - 7), (goal_x - 5, goal_y - 2)],
         )
-        trail = getattr(self, "trail", [])
+        trail = self.trail
         if len(trail) > 1:
             pygame.draw.lines(canvas, (90, 110, 200), False, [centre(c) for c in trail], 3)
         agent = centre(int(self.state["cell"][0]))
         pygame.draw.circle(canvas, (20, 40, 160), agent, cell_px // 3)
         pygame.draw.circle(canvas, (240, 240, 255), agent, cell_px // 3, 2)
 
-        pygame.font.init()
-        font = pygame.font.Font(None, 24)
         text = (
             f"{LAYOUT_NAMES[self.task.layout]}   goal {self.task.goal}   "
-            f"step {max(len(trail) - 1, 0)}   return {getattr(self, 'episode_return', 0.0):+.1f}"
+            f"step {self.steps}   return {self.episode_return:+.1f}"
         )
-        canvas.blit(font.render(text, True, (30, 30, 30)), (10, 12))
+        canvas.blit(font(24).render(text, True, (30, 30, 30)), (10, 12))
 
 
 class Maze(ArrayFamily):
@@ -270,17 +259,17 @@ class Maze(ArrayFamily):
     def sample_ood_tasks(self, n: int, rng: np.random.Generator) -> list[MazeTask]:
         return [OOD_TASKS[i] for i in rng.integers(len(OOD_TASKS), size=n)]
 
-    def task_params(self, tasks: Sequence[MazeTask]) -> Params:
+    def task_params(self, tasks: Sequence[MazeTask]) -> TaskArrays:
         return {
             "layout": np.array([task.layout for task in tasks], dtype=np.int64),
             "goal": np.array([task.goal_cell for task in tasks], dtype=np.int64),
         }
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         return {"cell": np.full(rng.batch_size, START_CELL, dtype=np.int64)}
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         action = np.asarray(action)
         if action.shape != state["cell"].shape or np.any((action < 0) | (action >= len(MOVES))):
@@ -294,7 +283,7 @@ class Maze(ArrayFamily):
         reward = np.where(reached, GOAL_REWARD, -DISTANCE_COST * distance)
         return {"cell": cell}, reward, reached
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return (state["cell"][:, None] == np.arange(N_CELLS)).astype(np.float32)
 
 

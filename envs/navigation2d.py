@@ -9,9 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 MAX_STEP = 0.1
 GOAL_RADIUS = 0.01
@@ -116,21 +116,21 @@ class Navigation2D(ArrayFamily):
                 tasks.append(NavigationTask(goal=(float(x), float(y))))
         return tasks
 
-    def task_params(self, tasks: Sequence[NavigationTask]) -> Params:
+    def task_params(self, tasks: Sequence[NavigationTask]) -> TaskArrays:
         return {"goal": np.array([task.goal for task in tasks], dtype=np.float64).reshape(-1, 2)}
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         return {"position": np.zeros((rng.batch_size, 2))}
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         position = state["position"] + np.minimum(np.maximum(action, -MAX_STEP), MAX_STEP)
         offset = position - params["goal"]
         distance = np.hypot(offset[:, 0], offset[:, 1])
         return {"position": position}, -distance, distance < GOAL_RADIUS
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return state["position"]
 
 

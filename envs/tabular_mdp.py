@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.array_env import ArrayEnv, ArrayFamily, Params, State
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.drawing import font
+from metarl.family.rng import BatchRNG
 from metarl.registry import register_family
-from metarl.rng import BatchRNG
 
 N_STATES = 10
 N_ACTIONS = 5
@@ -75,14 +75,6 @@ def _tuples(array: np.ndarray) -> Any:
     return tuple(_tuples(row) for row in array)
 
 
-@functools.cache
-def _font(size: int) -> Any:
-    import pygame
-
-    pygame.font.init()
-    return pygame.font.Font(None, size)
-
-
 def _reward_colour(value: float) -> tuple[int, int, int]:
     """Red below 2 (about the typical best of 5 mean rewards) through white to green above."""
     t = float(np.clip((value - 2.0) / 1.5, -1.0, 1.0))
@@ -142,13 +134,13 @@ class TabularMDPEnv(ArrayEnv):
         header = f"step {step}/{HORIZON}    return {float(self.state['return'][0]):+.2f}"
         if step > 0:
             header += f"    last: action {action}, reward {float(self.state['reward'][0]):+.2f}"
-        canvas.blit(_font(24).render(header, True, ink), (14, 12))
+        canvas.blit(font(24).render(header, True, ink), (14, 12))
         legend = (
             "number: state   +x: best mean reward there (fill: red low, green high)",
             "orange: the agent's state and its last move (action aN)",
         )
         for row, line in enumerate(legend):
-            canvas.blit(_font(18).render(line, True, (90, 90, 90)), (14, height - 44 + 20 * row))
+            canvas.blit(font(18).render(line, True, (90, 90, 90)), (14, height - 44 + 20 * row))
 
         n = self.task.n_states
         cx, cy = width / 2, height / 2 + 5
@@ -172,7 +164,7 @@ class TabularMDPEnv(ArrayEnv):
                 loop = centres[current] + outward * (radius + 10)
                 pygame.draw.circle(canvas, accent, loop, 14, 4)
                 label_at = loop + outward * 28
-            label = _font(22).render(f"a{action}", True, accent)
+            label = font(22).render(f"a{action}", True, accent)
             canvas.blit(label, label_at - np.array(label.get_size()) / 2)
 
         for state, best in enumerate(self.task.best_rewards):
@@ -181,9 +173,9 @@ class TabularMDPEnv(ArrayEnv):
             pygame.draw.circle(canvas, ink, centre, radius, 2)
             if state == current:
                 pygame.draw.circle(canvas, accent, centre, radius + 5, 5)
-            text = _font(26).render(str(state), True, ink)
+            text = font(26).render(str(state), True, ink)
             canvas.blit(text, centre - np.array(text.get_size()) / 2 - (0, 6))
-            value = _font(17).render(f"{best:+.1f}", True, (70, 70, 70))
+            value = font(17).render(f"{best:+.1f}", True, (70, 70, 70))
             canvas.blit(value, centre - np.array(value.get_size()) / 2 + (0, 12))
 
 
@@ -206,7 +198,7 @@ class TabularMDP(ArrayFamily):
             tasks.append(TabularMDPTask(transitions=transitions, reward_means=means))
         return tasks
 
-    def task_params(self, tasks: Sequence[TabularMDPTask]) -> Params:
+    def task_params(self, tasks: Sequence[TabularMDPTask]) -> TaskArrays:
         for task in tasks:
             if (task.n_states, task.n_actions) != (N_STATES, N_ACTIONS):
                 raise ValueError(
@@ -218,7 +210,7 @@ class TabularMDP(ArrayFamily):
             "reward_means": np.array([task.reward_means for task in tasks], dtype=np.float64),
         }
 
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         batch = rng.batch_size
         return {
             "state": np.zeros(batch, dtype=np.int64),
@@ -230,7 +222,7 @@ class TabularMDP(ArrayFamily):
         }
 
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         action = action.astype(np.int64).reshape(-1)
         if np.any((action < 0) | (action >= N_ACTIONS)):
@@ -253,7 +245,7 @@ class TabularMDP(ArrayFamily):
             np.zeros(action.size, dtype=bool),
         )
 
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return state["state"][:, None] == np.arange(N_STATES)
 
 

@@ -1,7 +1,18 @@
-"""metarl: meta-reinforcement learning for game agents."""
+"""metarl: meta-reinforcement learning for game agents.
 
-from metarl.array_env import ArrayEnv, ArrayFamily
-from metarl.family import TaskFamily
+The package is layered; each layer imports only the ones before it:
+:mod:`metarl.config` < :mod:`metarl.family` (the task-family contract) < :mod:`metarl.registry`
+< :mod:`metarl.policies` < :mod:`metarl.rollout` < :mod:`metarl.learn` < :mod:`metarl.run`
+< :mod:`metarl.tools` < :mod:`metarl.cli`. The built-in families (``metarl.envs``) and
+learners (``metarl.agents``) plug in through the registry. This module exports what a
+family author needs.
+"""
+
+from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
+from metarl.family.base import TaskFamily
+from metarl.family.checker import check_family
+from metarl.family.rng import BatchRNG
+from metarl.family.vector import BatchedEnv, SyncBatchedEnv
 from metarl.registry import (
     family_names,
     get_family,
@@ -10,14 +21,17 @@ from metarl.registry import (
     register_family,
     register_learner,
 )
-from metarl.vector import BatchedEnv, SyncBatchedEnv
 
 __all__ = [
     "ArrayEnv",
     "ArrayFamily",
+    "BatchRNG",
     "BatchedEnv",
+    "State",
     "SyncBatchedEnv",
+    "TaskArrays",
     "TaskFamily",
+    "check_family",
     "family_names",
     "get_family",
     "get_learner",

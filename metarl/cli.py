@@ -1,64 +1,123 @@
-"""The ``metarl`` command line (also ``python -m metarl``)."""
+"""The ``metarl`` command line (also ``python -m metarl``): all argument parsing.
+
+Flags of settings are generated from the config dataclasses (:class:`TrainConfig`, each
+learner's ``Options``, :class:`EvaluationConfig`), with their help texts and checks, so a
+setting is declared once for the command line, config files, sweeps and checkpoints alike.
+Every verb calls library functions; errors they raise for bad input end the command with one
+line ``metarl: error: ...`` and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from metarl import registry
-from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device, write_json
-from metarl.compare import add_compare_command
-from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict, given, load_json
-from metarl.episodes import SamplerError
-from metarl.plot import add_plot_command
-from metarl.sweep import add_sweep_command
-from metarl.viewer import add_watch_command
+from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict, load_json
+from metarl.process import set_threads
+from metarl.rollout.sampler import SamplerError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+DEVICES = ("auto", "cpu", "cuda")
 
 
+# --- flags from dataclasses ---------------------------------------------------------------------
+def add_arguments(
+    parser: argparse._ActionsContainer, cls: type, skip: Sequence[str] = (), prefix: str = "",
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """Add one ``--flag`` per field of dataclass ``cls``, stored as ``prefix + field``.
+
+    Flags default to None, so that only the flags given override other settings (a config
+    file, a saved run); ``defaults`` replaces a field's default in the help text (and must be
+    passed to :func:`settings` too). A flag already defined is not added twice.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in skip or flag in parser._option_string_actions:
+            continue
+        kind = hints[f.name]
+        default = (defaults or {}).get(
+            f.name, f.default if f.default is not dataclasses.MISSING else None
+        )
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        common: dict[str, Any] = {"dest": prefix + f.name, "default": None, "help": help_text}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, type=int, nargs="+", metavar=f.name.upper(), **common)
+        else:
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag, type=kind, choices=choices,
+                                metavar=None if choices else f.name.upper(), **common)
+
+
+def given(namespace: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
+    """The fields of ``cls`` that were given on the command line."""
+    return {
+        f.name: getattr(namespace, prefix + f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(namespace, prefix + f.name, None) is not None
+    }
+
+
+def settings(namespace: argparse.Namespace, cls: type,
+             defaults: Mapping[str, Any] | None = None) -> Any:
+    """Dataclass ``cls`` built (and checked) from ``defaults`` and the flags given."""
+    return from_dict(cls, {**(defaults or {}), **given(namespace, cls)}, what="option")
+
+
+def _add_evaluation(parser: argparse.ArgumentParser, skip: Sequence[str] = (),
+                    defaults: Mapping[str, Any] | None = None) -> None:
+    add_arguments(parser, EvaluationConfig, skip=skip, defaults=defaults)
+    parser.add_argument("--device", default="cpu", choices=DEVICES, help="torch device "
+                        "(default: cpu)")
+
+
+# --- verbs --------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> None:
-    from metarl.training import train
+    from metarl.run.training import train
 
-    settings = load_json(args.config) if args.config else {}
-    settings.update(given(args, TrainConfig))
-    algo = settings.get("algo", TrainConfig.algo)
-    try:
-        options_class = registry.get_learner(algo).Options
-    except KeyError as error:
-        raise ConfigError(error.args[0]) from None
-    options = dict(settings.get("algo_options", {}))
+    values = load_json(args.config) if args.config else {}
+    values.update(given(args, TrainConfig))
+    algo = values.get("algo", TrainConfig.algo)
+    options_class = registry.get_learner(algo).Options
+    options = dict(values.get("algo_options", {}))
     for name, value in vars(args).items():
         if name.startswith("opt_") and value is not None:
             key = name.removeprefix("opt_")
-            if key not in {f for f in options_class.__dataclass_fields__}:
+            if key not in {f.name for f in dataclasses.fields(options_class)}:
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to --algo {algo}")
             options[key] = value
-    settings["algo_options"] = options
-    config = from_dict(TrainConfig, settings)
-    train(config, args.out, resume=args.resume)
+    values["algo_options"] = options
+    train(from_dict(TrainConfig, values), args.out, resume=args.resume)
+
+
+def _load(run_dir: str, device: str) -> Any:
+    from metarl.run.checkpoint import load_learner
+    from metarl.run.factory import resolve_device
+
+    learner, _ = load_learner(Path(run_dir), resolve_device(device))
+    return learner
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from metarl.evaluation import evaluate, format_table
+    from metarl.run.evaluation import evaluate, format_table
+    from metarl.run.rundir import write_json
 
-    for name in ("test_tasks", "episodes"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.adapt_steps < 0:
-        raise ConfigError(f"--adapt-steps must be >= 0, got {args.adapt_steps}")
-    learner, _ = load_learner(Path(args.run_dir), resolve_device(args.device))
-    try:
-        tasks = learner.family.test_tasks(args.test_tasks, seed=args.seed, split=args.split)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    result = evaluate(learner, tasks, args.adapt_steps, args.episodes, args.seed, args.split)
+    evaluation = settings(args, EvaluationConfig)
+    learner = _load(args.run_dir, args.device)
+    tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
+    result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
+                      evaluation.seed, evaluation.split)
     print(format_table(result))
     print(f"({result.wall_seconds:.1f} s)")
     if args.json:
@@ -74,12 +133,9 @@ def _families(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from metarl.checker import check_family
+    from metarl.family.checker import check_family
 
-    try:
-        family = registry.get_family(args.family)
-    except KeyError as error:
-        raise ConfigError(error.args[0]) from None
+    family = registry.get_family(args.family)
     problems = check_family(family)
     for problem in problems:
         print(f"FAIL {problem}")
@@ -89,7 +145,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from metarl.bench import run_bench
+    from metarl.run.rundir import write_json
+    from metarl.tools.bench import run_bench
 
     try:
         options = json.loads(args.algo_options)
@@ -101,24 +158,103 @@ def _bench(args: argparse.Namespace) -> None:
         name for name in args.families.split(",") if name
     ]
     for name in [args.family, *families]:
-        try:
-            registry.get_family(name)
-        except KeyError as error:
-            raise ConfigError(error.args[0]) from None
+        registry.get_family(name)
     result = run_bench(args.family, args.algo, args.device, args.repeats, options,
                        args.scaling, families, args.inner_steps)
     if args.backend == "ray":
         try:
-            from metarl.ray_sampler import ray_throughput
+            from metarl.tools.bench import ray_throughput
+
+            result["ray"] = ray_throughput(registry.get_family(args.family), args.num_workers,
+                                           repeats=args.repeats)
         except ImportError as error:
             raise ConfigError(f"--backend ray needs Ray ({error})") from None
-        result["ray"] = ray_throughput(registry.get_family(args.family), args.num_workers,
-                                       repeats=args.repeats)
     print(json.dumps(result, indent=2))
     if args.json:
         write_json(Path(args.json), result)
 
 
+def _parse_run(text: str) -> tuple[str, str]:
+    algo, sep, run_dir = text.partition("=")
+    if not sep or not algo or not run_dir:
+        raise ConfigError(f"--run expects ALGO=RUN_DIR (e.g. maml=runs/maml), got {text!r}")
+    return algo, run_dir
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from metarl.tools.compare import (
+        ADAPTATION_PNG,
+        RESULTS_JSON,
+        RESULTS_MD,
+        compare,
+        format_comparison,
+    )
+
+    pairs = [_parse_run(text) for text in args.runs or []]
+    runs = dict(pairs)
+    if len(runs) != len(pairs):
+        raise ConfigError("--run names the same algorithm twice")
+    results = compare(
+        args.family, [a.strip() for a in args.algos.split(",") if a.strip()],
+        settings(args, EvaluationConfig), args.out, runs, args.train_iterations,
+        given(args, TrainConfig, prefix="train_"), args.pretrain_steps, args.device,
+    )
+    print(format_comparison(results))
+    print(f"wrote {RESULTS_JSON}, {RESULTS_MD} and {ADAPTATION_PNG} in {args.out}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from metarl.tools.plot import plot_training
+
+    print(plot_training(args.run_dir, args.out))
+
+
+WATCH_DEFAULTS = {"adapt_steps": 2}
+
+
+def _watch(args: argparse.Namespace) -> None:
+    from metarl.tools.viewer import AdaptationView, Window, pick_task, record
+
+    evaluation = settings(args, EvaluationConfig, WATCH_DEFAULTS)
+    for name, least in (("frames", 1), ("width", 160)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise ConfigError(f"--{name} must be >= {least}, got {value}")
+    learner = _load(args.run_dir, args.device)
+    task = pick_task(learner.family, args.task, evaluation.seed, evaluation.split)
+    source = "task from --task" if args.task else f"{evaluation.split} task, seed {evaluation.seed}"
+    view = AdaptationView(
+        learner, task, evaluation.adapt_steps, evaluation.episodes, evaluation.seed,
+        evaluation.split, args.deterministic, source,
+    )
+    try:
+        if args.record:
+            frames = args.frames or learner.family.max_episode_steps + 1
+            gif = record(view, Path(args.record), frames, args.width)
+            print(f"wrote {frames} PNG frames and {gif}")
+        else:
+            window = Window(view, args.width, Path(args.shots))
+            try:
+                window.run(args.frames)
+            finally:
+                window.close()
+    finally:
+        view.close()
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from metarl.tools.sweep import SUMMARY_JSON, SUMMARY_MD, format_summary, sweep
+
+    summary = sweep(load_json(args.config), args.out, args.ray_address)
+    print(format_summary(summary))
+    print(f"wrote {SUMMARY_JSON} and {SUMMARY_MD} in {args.out}")
+    if summary["failed"]:
+        print(f"metarl: error: {len(summary['failed'])} trial(s) failed (see {SUMMARY_MD})",
+              file=sys.stderr)
+        raise SystemExit(1)
+
+
+# --- the parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl", description="Meta-reinforcement learning for game agents."
@@ -136,19 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_arguments(train, TrainConfig, skip=("algo_options",))
     for name in registry.learner_names():
-        options = registry.get_learner(name).Options
         group = train.add_argument_group(f"{name} options")
-        add_arguments(group, options, prefix="opt_")
+        add_arguments(group, registry.get_learner(name).Options, prefix="opt_")
     train.set_defaults(run=_train)
 
     evaluate = verbs.add_parser("evaluate", help="measure adaptation on held-out tasks")
     evaluate.add_argument("run_dir", help="a run directory written by `metarl train`")
-    evaluate.add_argument("--test-tasks", type=int, default=40, help="held-out tasks (default 40)")
-    evaluate.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps (default 3)")
-    evaluate.add_argument("--episodes", type=int, default=20, help="episodes per step (default 20)")
-    evaluate.add_argument("--split", default="test", help="held-out split: test or ood")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the split and sampling")
-    evaluate.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    _add_evaluation(evaluate)
     evaluate.add_argument("--json", help="write the results to this JSON file")
     evaluate.set_defaults(run=_evaluate)
 
@@ -162,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verbs.add_parser("bench", help="measure sampler and meta-iteration speed")
     bench.add_argument("--family", default="navigation2d")
     bench.add_argument("--algo", default="maml")
-    bench.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--device", default="cpu", choices=DEVICES)
     bench.add_argument("--algo-options", default="{}",
                        help='the learner\'s options as JSON, e.g. \'{"fvp": "identity"}\'')
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
@@ -181,10 +311,61 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the figures to this JSON file")
     bench.set_defaults(run=_bench)
 
-    add_compare_command(verbs)
-    add_plot_command(verbs)
-    add_watch_command(verbs)
-    add_sweep_command(verbs)
+    compare = verbs.add_parser(
+        "compare", help="compare meta-learners and baselines on the same held-out tasks"
+    )
+    compare.add_argument("--family", required=True, help="task family (see `metarl families`)")
+    compare.add_argument("--algos", required=True, help="comma-separated meta-learners and "
+                         "baselines (ppo-scratch, ppo-finetune, random)")
+    compare.add_argument("--out", required=True, help="directory for results.json/.md, "
+                         "adaptation.png and runs trained here")
+    compare.add_argument("--run", action="append", dest="runs", metavar="ALGO=RUN_DIR",
+                         help="evaluate this run directory for ALGO instead of training it")
+    _add_evaluation(compare)
+    compare.add_argument("--train-iterations", type=int, default=100,
+                         help="meta-iterations for meta-learners trained here (default 100)")
+    compare.add_argument("--pretrain-steps", type=int, default=None,
+                         help="ppo-finetune pretraining env steps (default: what meta-training "
+                              "sampled)")
+    group = compare.add_argument_group("meta-training here (meta-learners without --run)")
+    add_arguments(group, TrainConfig, prefix="train_",
+                  skip=("family", "algo", "iterations", "seed", "device", "algo_options"))
+    compare.set_defaults(run=_compare)
+
+    plot = verbs.add_parser("plot", help="draw a run's training curve from metrics.csv")
+    plot.add_argument("run_dir", help="a run directory written by `metarl train`")
+    plot.add_argument("--out", help="PNG to write (default: RUN_DIR/training.png)")
+    plot.set_defaults(run=_plot)
+
+    watch = verbs.add_parser(
+        "watch",
+        help="watch a learner adapt to a task: before and after each step, side by side",
+        description="Keys: N new task, R restart, Space pause, S screenshot, Q/Esc quit.",
+    )
+    watch.add_argument("run_dir", help="a run directory written by `metarl train`")
+    watch.add_argument("--task", help='the task as JSON, e.g. \'{"goal": [0.3, -0.1]}\'')
+    _add_evaluation(watch, skip=("test_tasks",), defaults=WATCH_DEFAULTS)
+    watch.add_argument("--deterministic", action="store_true",
+                       help="act with the policy's mean (mode) instead of sampling")
+    watch.add_argument("--record", metavar="DIR",
+                       help="no window: write PNG frames and watch.gif to DIR")
+    watch.add_argument("--frames", type=int,
+                       help="frames to show or record (default: until quit; recording: one "
+                            "episode)")
+    watch.add_argument("--width", type=int,
+                       help="width of the view in pixels (default: natural, at most 1280)")
+    watch.add_argument("--shots", default=".", help="folder for S screenshots (default .)")
+    watch.set_defaults(run=_watch)
+
+    sweep = verbs.add_parser("sweep", help="run seeds and hyperparameter grids as Ray Tune "
+                             "trials")
+    sweep.add_argument("--config", required=True,
+                       help='sweep file: JSON with "base", "grid", "seeds", "evaluate"')
+    sweep.add_argument("--out", required=True,
+                       help="directory for the trials' run directories and summary.json/.md")
+    sweep.add_argument("--ray-address", default="",
+                       help="address of a running Ray cluster (default: start a local one)")
+    sweep.set_defaults(run=_sweep)
     return parser
 
 
@@ -193,10 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         print(f"metarl: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return EXIT_ERROR
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     try:
         args.run(args)
-    except (ConfigError, RunDirectoryError, FloatingPointError, SamplerError) as error:
+    except (ConfigError, FloatingPointError, SamplerError) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

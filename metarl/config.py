@@ -6,7 +6,6 @@ a JSON config file (``--config``). Values are validated when the dataclass is bu
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import typing
@@ -77,6 +76,21 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How adaptation is measured on held-out tasks (``metarl evaluate``, ``compare``,
+    ``watch`` and sweeps)."""
+
+    test_tasks: int = option(40, "held-out tasks", min=1)
+    adapt_steps: int = option(3, "adaptation steps (0 = before adaptation only)", min=0)
+    episodes: int = option(20, "episodes per adaptation step", min=1)
+    split: str = option("test", "held-out split: test, or ood where the family has one")
+    seed: int = option(0, "seed of the held-out split and of evaluation sampling", min=0)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
 def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
     """Build dataclass ``cls`` from a mapping; unknown keys and bad values are errors."""
     names = {f.name: f for f in dataclasses.fields(cls)}
@@ -108,39 +122,3 @@ def load_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
     return data
-
-
-def add_arguments(
-    parser: argparse._ActionsContainer, cls: type, skip: tuple[str, ...] = (), prefix: str = ""
-) -> None:
-    """Add one ``--flag`` per dataclass field, stored as ``prefix + field`` (default None, so
-    only the flags given override other settings). A flag already defined is not added twice."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name in skip or flag in parser._option_string_actions:
-            continue
-        kind = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
-        if kind is bool:
-            parser.add_argument(
-                flag, dest=prefix + f.name, default=None, action=argparse.BooleanOptionalAction,
-                help=help_text,
-            )
-        elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=prefix + f.name, type=int, nargs="+", default=None,
-                                help=help_text, metavar=f.name.upper())
-        else:
-            parser.add_argument(flag, dest=prefix + f.name, type=kind, default=None, help=help_text,
-                                choices=f.metadata.get("choices"), metavar=None if "choices" in
-                                f.metadata else f.name.upper())
-
-
-def given(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of ``cls`` that were given on the command line."""
-    return {
-        f.name: getattr(namespace, f.name)
-        for f in dataclasses.fields(cls)
-        if getattr(namespace, f.name, None) is not None
-    }

@@ -15,7 +15,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from metarl.family import TaskFamily
+from metarl.config import ConfigError
+from metarl.family.base import TaskFamily
 
 FamilyFactory = Callable[[], TaskFamily]
 
@@ -69,11 +70,13 @@ def get_family(name: str) -> TaskFamily:
         try:
             obj = getattr(importlib.import_module(module), attribute)
         except (ImportError, AttributeError) as error:
-            raise KeyError(f"cannot load task family {name!r}: {error}") from None
+            raise ConfigError(f"cannot load task family {name!r}: {error}") from None
         return obj() if isinstance(obj, type) else obj
     load_plugins()
     if name not in _FAMILIES:
-        raise KeyError(f"unknown task family {name!r}; registered: {', '.join(family_names())}")
+        raise ConfigError(
+            f"unknown task family {name!r}; registered: {', '.join(family_names())}"
+        )
     return _FAMILIES[name]()
 
 
@@ -98,7 +101,9 @@ def register_learner(name: str) -> Callable[[type], type]:
 def get_learner(name: str) -> type:
     load_plugins()
     if name not in _LEARNERS:
-        raise KeyError(f"unknown algorithm {name!r}; registered: {', '.join(learner_names())}")
+        raise ConfigError(
+            f"unknown algorithm {name!r}; registered: {', '.join(learner_names())}"
+        )
     return _LEARNERS[name]
 
 

@@ -36,7 +36,7 @@ python3 - "$out" <<'EOF'
 import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
-from metarl.checkpoint import build_learner
+from metarl.run.factory import build_learner
 from metarl.config import TrainConfig
 
 learner = build_learner(TrainConfig(device="cuda"), torch.device("cuda"))

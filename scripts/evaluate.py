@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from metarl.checkpoint import load_learner
-from metarl.evaluation import evaluate, format_table
+from metarl.run.checkpoint import load_learner
+from metarl.run.evaluation import evaluate, format_table
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 import argparse
 
 from metarl.config import TrainConfig
-from metarl.training import train
+from metarl.run.training import train
 
 
 def main() -> None:

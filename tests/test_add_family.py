@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from metarl.checker import check_family
+from metarl.family.checker import check_family
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "docs" / "family_template.py"
 

@@ -2,14 +2,14 @@
 
 import torch
 
-from metarl.advantages import (
+from metarl.learn.advantages import (
     advantages,
     discounted_returns,
     gae,
     linear_baseline,
     normalize_per_task,
 )
-from metarl.episodes import EpisodeBatch
+from metarl.rollout.episodes import EpisodeBatch
 
 
 def batch(rewards, mask, observations=None, n_tasks=1):

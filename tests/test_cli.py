@@ -136,7 +136,7 @@ def test_families_check_and_module_entry_point(capsys):
     assert main(["families"]) == 0
     assert "navigation2d" in capsys.readouterr().out
     assert main(["check", "navigation2d"]) == 0
-    assert main(["check", "envs.navigation2d:Navigation2D"]) == 0
+    assert main(["check", "metarl.envs.navigation2d:Navigation2D"]) == 0
     assert main(["check", "nope"]) == 2
     result = subprocess.run([sys.executable, "-m", "metarl", "families"],
                             capture_output=True, text=True, timeout=120)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from metarl.baselines import run_baseline
-from metarl.compare import add_compare_command, compare
-from metarl.config import ConfigError
-from metarl.plot import add_plot_command, plot_training
+from metarl.cli import build_parser
+from metarl.config import ConfigError, EvaluationConfig
 from metarl.registry import get_family
+from metarl.tools.baselines import run_baseline
+from metarl.tools.compare import compare
+from metarl.tools.plot import plot_training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SCHEMA = ("family", "algo", "test_tasks", "episodes_per_step", "adapt_steps", "mean_return",
           "ci95_low", "ci95_high", "wall_seconds", "task_returns")
 ALGOS = ["maml", "random", "ppo-scratch", "ppo-finetune"]
+SMALL = EvaluationConfig(test_tasks=3, adapt_steps=1, episodes=2)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def comparison(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare")
     results = compare(
-        "navigation2d", ALGOS, test_tasks=3, adapt_steps=1, episodes=2, out_dir=out,
+        "navigation2d", ALGOS, EvaluationConfig(test_tasks=3, adapt_steps=1, episodes=2), out,
         train_iterations=2, train_options={"meta_batch_size": 2, "episodes_per_task": 2},
         pretrain_steps=400,
     )
@@ -72,14 +73,6 @@ def test_random_baseline_is_reproducible() -> None:
     assert first.task_returns == second.task_returns and first.seed == 3
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    add_compare_command(verbs)
-    add_plot_command(verbs)
-    return parser
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -96,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     ],
 )
 def test_compare_rejects_bad_input(argv: list[str], message: str, tmp_path: Path) -> None:
-    args = _parser().parse_args(
+    args = build_parser().parse_args(
         ["compare", "--family", "navigation2d", "--out", str(tmp_path), *argv]
     )
     with pytest.raises(ConfigError, match=message):
@@ -109,12 +102,12 @@ def test_compare_rejects_run_of_another_learner_or_family(
 ) -> None:
     run = comparison[0] / "runs" / "maml"
     with pytest.raises(ConfigError, match="holds maml on navigation2d, not maml on catch"):
-        compare("catch", ["maml"], 3, 1, 2, tmp_path, runs={"maml": run})
+        compare("catch", ["maml"], SMALL, tmp_path, runs={"maml": run})
     with pytest.raises(ConfigError, match="already holds a run"):
-        compare("navigation2d", ["maml"], 3, 1, 2, comparison[0])
+        compare("navigation2d", ["maml"], SMALL, comparison[0])
 
 
 def test_plot_rejects_missing_run(tmp_path: Path) -> None:
-    args = _parser().parse_args(["plot", str(tmp_path / "missing")])
+    args = build_parser().parse_args(["plot", str(tmp_path / "missing")])
     with pytest.raises(ConfigError, match="no metrics.csv"):
         args.run(args)

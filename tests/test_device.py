@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.checkpoint import build_learner
 from metarl.config import TrainConfig
+from metarl.learn.surrogates import log_probs
+from metarl.run.factory import build_learner
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -24,7 +25,7 @@ def test_adaptation_and_meta_gradient_agree():
     results = []
     for learner, batch in ((cpu, episodes), (gpu, episodes.to("cuda"))):
         adapted = learner.adapt(learner.policy.parameters_dict(), batch, create_graph=True)
-        objective = batch.log_probs(learner.policy, adapted).mean()
+        objective = log_probs(learner.policy, adapted, batch).mean()
         grads = torch.autograd.grad(objective, list(learner.policy.parameters()))
         results.append(([p.detach().cpu() for p in adapted.values()], [g.cpu() for g in grads]))
     for a, b in zip(*[r[0] + r[1] for r in results]):

@@ -5,10 +5,10 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+from metarl.envs.navigation2d import Navigation2D, NavigationTask
 
 import metarl
-from envs.navigation2d import Navigation2D, NavigationTask
-from metarl.checker import FamilyContractError, assert_family_ok, check_family
+from metarl.family.checker import FamilyContractError, assert_family_ok, check_family
 
 
 @pytest.mark.parametrize("name", metarl.family_names())

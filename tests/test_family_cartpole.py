@@ -7,13 +7,13 @@ import json
 import math
 
 import gymnasium
+import metarl.envs.cartpole as cartpole
 import numpy as np
 import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from metarl.envs.cartpole import CartPoleTask, CartPoleTasks
 
-import envs.cartpole as cartpole
-from envs.cartpole import CartPoleTask, CartPoleTasks
-from metarl.checker import check_family
+from metarl.family.checker import check_family
 
 FAMILY = CartPoleTasks()
 GYMNASIUM_STATES = [

@@ -6,12 +6,12 @@ import dataclasses
 import json
 
 import gymnasium as gym
+import metarl.envs.catch as catch
 import numpy as np
 import pytest
 
-import envs.catch as catch
-from metarl.checker import check_family
-from metarl.rng import BatchRNG
+from metarl.family.checker import check_family
+from metarl.family.rng import BatchRNG
 
 LEFT, STAY, RIGHT = range(3)
 ORANGE, BLUE = range(2)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import gymnasium as gym
+import metarl.envs.maze as maze
 import numpy as np
 import pytest
 
-import envs.maze as maze
-from metarl.checker import check_family
-from metarl.rng import BatchRNG
+from metarl.family.checker import check_family
+from metarl.family.rng import BatchRNG
 
 UP, RIGHT, DOWN, LEFT = range(4)
 

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from frames import assert_every_step_redraws
+from metarl.envs.tabular_mdp import HORIZON, N_ACTIONS, N_STATES, TabularMDP, TabularMDPTask
 
-from envs.tabular_mdp import HORIZON, N_ACTIONS, N_STATES, TabularMDP, TabularMDPTask
-from metarl.checker import check_family
+from metarl.family.checker import check_family
 
 
 def constant_task(next_state: int, reward: float) -> TabularMDPTask:

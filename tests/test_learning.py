@@ -6,8 +6,8 @@ The per-family versions are marked slow (``make test-slow``)."""
 import pytest
 
 from metarl.config import TrainConfig
-from metarl.evaluation import evaluate
-from metarl.training import train
+from metarl.run.evaluation import evaluate
+from metarl.run.training import train
 
 # family -> (meta-iterations, meta-batch size, episodes per task, inner step size)
 BUDGETS = {

@@ -1,16 +1,18 @@
 """MBML: model adaptation, the model as a batched env, imagined rollouts, learning."""
 
+import metarl.agents.mbml  # noqa: F401  (registers "mbml")
 import numpy as np
 import torch
+from metarl.agents.mbml import ImaginedTasks, ModelEnv
 
-import agents.mbml  # noqa: F401  (registers "mbml")
-from agents.mbml import ImaginedTasks, ModelEnv
-from metarl.checkpoint import build_learner
 from metarl.config import TrainConfig
-from metarl.episodes import Sampler
-from metarl.evaluation import evaluate
-from metarl.policy import per_task
+from metarl.learn.learner import Timer
+from metarl.learn.surrogates import distributions
+from metarl.policies.params import per_task
 from metarl.registry import get_family
+from metarl.rollout.sampler import Sampler
+from metarl.run.evaluation import evaluate
+from metarl.run.factory import build_learner
 
 
 def make(**options):
@@ -122,12 +124,12 @@ def test_sampler_runs_the_model_env_unchanged():
 def test_imagined_rollouts_give_finite_losses_and_gradients():
     learner = make()
     tasks = learner.family.sample_tasks(6, learner.rng)
-    timings = {"sampling": 0.0, "inner": 0.0}
-    data = learner.collect(tasks, timings)
-    assert data.inner[0].batch.episodes_per_task == 4 and data.real.episodes_per_task == 5
+    data = learner.outer_data(learner.collect(tasks, Timer(learner.phases)))
+    assert data.inner[0].batch.episodes_per_task == 4
+    assert data.rollouts.before.episodes_per_task == 5
     adapted = learner.adapted_params(data.inner, create_graph=True)
     surrogate = learner.outer_surrogate(
-        data, data.outer.batch.distributions(learner.policy, adapted)
+        data, distributions(learner.policy, adapted, data.outer.batch)
     )
     grads = torch.autograd.grad(surrogate, list(learner.policy.parameters()))
     assert torch.isfinite(surrogate) and all(torch.isfinite(g).all() for g in grads)

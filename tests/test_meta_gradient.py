@@ -10,9 +10,9 @@ products that plain REINFORCE drops, which the last test shows matter.
 
 import torch
 
-from metarl.episodes import EpisodeBatch
-from metarl.pg import episode_mean, policy_gradient_step
-from metarl.policy import CategoricalMLPPolicy
+from metarl.learn.surrogates import episode_mean, log_probs, policy_gradient_step
+from metarl.policies.mlp import CategoricalMLPPolicy
+from metarl.rollout.episodes import EpisodeBatch
 
 REWARDS = torch.tensor([1.0, -0.5, 0.3])
 ALPHA = 1.0
@@ -70,7 +70,7 @@ def reinforce_meta_gradient(policy):
     batch = stratified_batch(policy, params)
     advantages = batch.rewards - exact_return(policy, params).detach()
     expanded = {k: v.expand(1, *v.shape) for k, v in params.items()}
-    objective = episode_mean(batch.log_probs(policy, expanded) * advantages, batch).sum()
+    objective = episode_mean(log_probs(policy, expanded, batch) * advantages, batch).sum()
     grads = torch.autograd.grad(objective, list(expanded.values()), create_graph=True)
     adapted = {k: v + ALPHA * g for (k, v), g in zip(expanded.items(), grads)}
     return torch.autograd.grad(exact_return(policy, adapted), list(params.values()))

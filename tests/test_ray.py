@@ -12,12 +12,13 @@ import torch
 ray = pytest.importorskip("ray")
 
 from metarl.config import ConfigError, TrainConfig  # noqa: E402
-from metarl.episodes import EpisodeBatch, Sampler  # noqa: E402
-from metarl.policy import make_policy  # noqa: E402
-from metarl.ray_sampler import RaySampler, WorkerFailure, task_slices  # noqa: E402
+from metarl.policies.mlp import make_policy  # noqa: E402
 from metarl.registry import get_family  # noqa: E402
-from metarl.sweep import load_sweep, sweep  # noqa: E402
-from metarl.training import train  # noqa: E402
+from metarl.rollout.episodes import EpisodeBatch  # noqa: E402
+from metarl.rollout.ray_sampler import RaySampler, WorkerFailure, task_slices  # noqa: E402
+from metarl.rollout.sampler import Sampler  # noqa: E402
+from metarl.run.training import train  # noqa: E402
+from metarl.tools.sweep import load_sweep, sweep  # noqa: E402
 
 N_TASKS = 5
 EPISODES = 3

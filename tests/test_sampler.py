@@ -5,8 +5,10 @@ import pytest
 import torch
 
 import metarl
-from metarl.episodes import Sampler
-from metarl.policy import make_policy, per_task
+from metarl.learn.surrogates import log_probs
+from metarl.policies.mlp import make_policy
+from metarl.policies.params import per_task
+from metarl.rollout.sampler import Sampler
 
 
 def make_sampler(name="navigation2d", seed=0):
@@ -79,5 +81,5 @@ def test_grouped_log_probs_match_shared_when_params_are_equal():
     tasks = family.sample_tasks(2, np.random.default_rng(0))
     shared = policy.parameters_dict()
     batch = sampler.sample(tasks, 3, shared, seed=0)
-    torch.testing.assert_close(batch.log_probs(policy, shared),
-                               batch.log_probs(policy, per_task(shared, 2)))
+    torch.testing.assert_close(log_probs(policy, shared, batch),
+                               log_probs(policy, per_task(shared, 2), batch))

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import metarl.pg
-from metarl.checkpoint import build_learner
+import metarl.learn.surrogates
 from metarl.config import TrainConfig
-from metarl.pg import detach_distribution, mean_kl
-from metarl.trpo import conjugate_gradient, flat, unflat
+from metarl.learn.learner import Timer
+from metarl.learn.optim import conjugate_gradient
+from metarl.learn.surrogates import detach_distribution, distributions, mean_kl
+from metarl.policies.params import flat, unflat
+from metarl.run.factory import build_learner
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -23,18 +25,18 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("inner_steps", [1, 2])
 def test_exact_metric_matches_finite_differences(inner_steps, monkeypatch):
-    monkeypatch.setattr(metarl.pg, "magic_box", lambda x: x)
+    monkeypatch.setattr(metarl.learn.surrogates, "magic_box", lambda x: x)
     config = TrainConfig(meta_batch_size=3, episodes_per_task=4, inner_steps=inner_steps,
                          inner_lr=0.5, hidden_sizes=(16,), algo_options={"fvp_subsample": 1.0})
     learner = build_learner(config, torch.device("cpu"))
-    timings = {"sampling": 0.0, "inner": 0.0, "outer": 0.0}
-    data = learner.collect(learner.family.sample_tasks(3, np.random.default_rng(0)), timings)
+    tasks = learner.family.sample_tasks(3, np.random.default_rng(0))
+    data = learner.outer_data(learner.collect(tasks, Timer(learner.phases)))
     theta = list(learner.policy.parameters())
-    old = detach_distribution(data.outer.batch.distributions(learner.policy, data.adapted))
+    old = detach_distribution(distributions(learner.policy, data.adapted, data.outer.batch))
 
     def kl_gradient() -> torch.Tensor:
         adapted = learner.adapted_params(data.inner, create_graph=True)
-        kl = mean_kl(old, data.outer.batch.distributions(learner.policy, adapted),
+        kl = mean_kl(old, distributions(learner.policy, adapted, data.outer.batch),
                      data.outer.batch)
         return flat(torch.autograd.grad(kl, theta))
 

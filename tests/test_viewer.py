@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -19,10 +18,12 @@ import torch
 from PIL import Image
 
 from metarl import registry
-from metarl.checkpoint import build_learner, load_learner
+from metarl.cli import build_parser
 from metarl.config import ConfigError, TrainConfig
-from metarl.training import train
-from metarl.viewer import AdaptationView, Window, add_watch_command, task_summary
+from metarl.run.checkpoint import load_learner
+from metarl.run.factory import build_learner
+from metarl.run.training import train
+from metarl.tools.viewer import AdaptationView, Window, task_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +46,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def watch(*argv: str) -> None:
-    parser = argparse.ArgumentParser(prog="metarl")
-    add_watch_command(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(["watch", *map(str, argv)])
+    args = build_parser().parse_args(["watch", *map(str, argv)])
     args.run(args)
 
 
@@ -180,8 +179,8 @@ WINDOW_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import pygame, torch
     torch.set_num_threads(1)
-    from metarl.checkpoint import load_learner
-    from metarl.viewer import AdaptationView, Window
+    from metarl.run.checkpoint import load_learner
+    from metarl.tools.viewer import AdaptationView, Window
 
     run_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
     learner, _ = load_learner(run_dir, torch.device("cpu"))

@@ -7,6 +7,7 @@ runs it from the command line.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import warnings
@@ -17,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from metarl.family import TaskFamily
+from metarl.family.base import TaskFamily
 
 N_TASKS = 3
 EPISODES_PER_TASK = 2
@@ -54,7 +55,8 @@ def _name(family: Any) -> str:
 
 def _check_attributes(family: TaskFamily) -> list[str]:
     problems = []
-    for attribute in ("name", "env_id", "task_type", "max_episode_steps"):
+    for attribute in ("name", "env_id", "task_type", "max_episode_steps", "observation_space",
+                      "action_space"):
         if not hasattr(family, attribute):
             problems.append(f"class attribute {attribute!r} is missing: set it on the family class")
     if problems:
@@ -120,6 +122,12 @@ def _check_gymnasium(family: TaskFamily) -> list[str]:
             check_env(env.unwrapped, skip_render_check=True)
         except Exception as error:
             problems.append(f"gymnasium's check_env failed: {error}")
+    for space in ("observation_space", "action_space"):
+        if getattr(env, space) != getattr(family, space):
+            problems.append(
+                f"the env's {space} {getattr(env, space)} differs from the family's "
+                f"{getattr(family, space)}: give the env the family's spaces"
+            )
     if family.env_id not in gym.registry:
         problems.append(
             f"{family.env_id!r} is not registered with gymnasium: call register_family(...)"
@@ -153,7 +161,7 @@ def _rollout(env: gym.Env, actions: list[Any]) -> list[tuple[Any, ...]]:
 def _check_episodes(family: TaskFamily) -> list[str]:
     problems = []
     task = family.test_tasks(1)[0]
-    space = family.make_env(task).action_space
+    space = copy.deepcopy(family.action_space)  # seeding must not touch the family's own
     space.seed(SEED)
     actions = [space.sample() for _ in range(family.max_episode_steps)]
     first = _rollout(family.make_env(task), actions)
@@ -163,14 +171,13 @@ def _check_episodes(family: TaskFamily) -> list[str]:
             "not deterministic under a seed: two envs reset with the same seed and given the "
             "same actions diverged; draw randomness only from the seeded generator"
         )
-    env = family.make_env(task)
     for obs, reward, _ in first[1:]:
         if not np.isfinite(reward):
             problems.append(f"reward {reward!r} is not finite: rewards must be real numbers")
             break
-        if not env.observation_space.contains(obs):
+        if not family.observation_space.contains(obs):
             problems.append(
-                f"observation {obs!r} is outside observation_space {env.observation_space}"
+                f"observation {obs!r} is outside observation_space {family.observation_space}"
             )
             break
     return problems

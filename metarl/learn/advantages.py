@@ -1,6 +1,6 @@
 """Returns, baselines and advantages as pure batched functions.
 
-Shapes follow :mod:`metarl.episodes`: ``rewards``, ``values`` and ``mask`` are ``[T, B]``.
+Shapes follow :mod:`metarl.rollout.episodes`: ``rewards``, ``values`` and ``mask`` are ``[T, B]``.
 Discounted sums are one matmul with an upper-triangular discount matrix, so no Python loop
 runs over time or episodes; padded steps (``mask == 0``) contribute nothing and stay finite.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from metarl.episodes import EpisodeBatch
+from metarl.rollout.episodes import EpisodeBatch
 
 RIDGE_COEFFICIENTS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 

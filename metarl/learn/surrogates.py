@@ -1,19 +1,37 @@
-"""Policy-gradient building blocks shared by the meta-learners.
+"""Policy-gradient building blocks shared by the meta-learners: the policy's log-probabilities
+on a batch, per-task means, the inner (LVC) surrogate and step, the outer surrogates and KL.
 
-All functions work on a whole :class:`~metarl.episodes.EpisodeBatch` (every task at once) and
-per-task parameters (leading ``n_tasks`` dimension, see :mod:`metarl.policy`).
+All functions work on a whole :class:`~metarl.rollout.episodes.EpisodeBatch` (every task at
+once) and per-task parameters (leading ``n_tasks`` dimension, see
+:mod:`metarl.policies.params`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
-from metarl.episodes import EpisodeBatch
-from metarl.policy import MLPPolicy, Params, is_per_task, per_task
+from metarl.policies.mlp import MLPPolicy
+from metarl.policies.params import Params, is_per_task, per_task
+from metarl.rollout.episodes import EpisodeBatch
+
+
+def log_probs(policy: MLPPolicy, params: Params, episodes: EpisodeBatch) -> Tensor:
+    """``log pi(a_t | s_t)`` of every step, ``[T, B]``, under shared or per-task ``params``."""
+    if not is_per_task(params):
+        return policy.distribution(episodes.observations, params).log_prob(episodes.actions)
+    return log_probs_under(distributions(policy, params, episodes), episodes)
+
+
+def distributions(policy: MLPPolicy, params: Params, episodes: EpisodeBatch) -> Distribution:
+    """The policy's distributions over the grouped observations (per-task ``params``)."""
+    return policy.distribution(episodes.group(episodes.observations), params)
+
+
+def log_probs_under(dist: Distribution, episodes: EpisodeBatch) -> Tensor:
+    """``[T, B]`` log-probabilities of the actions under grouped distributions ``dist``."""
+    return episodes.ungroup(dist.log_prob(episodes.group(episodes.actions)))
 
 
 def episode_mean(x: Tensor, episodes: EpisodeBatch) -> Tensor:
@@ -50,7 +68,7 @@ def inner_surrogate(
     come from sampling the inner episodes with the parameters being differentiated (the
     term plain REINFORCE losses drop). Maximise it.
     """
-    return episode_mean(magic_box(episodes.log_probs(policy, params)) * advantages, episodes)
+    return episode_mean(magic_box(log_probs(policy, params, episodes)) * advantages, episodes)
 
 
 def policy_gradient_step(
@@ -81,20 +99,6 @@ def inner_gradient(
     """``grad J_t`` of every task with respect to its own (per-task) ``params``, in dict order."""
     objective = inner_surrogate(policy, params, episodes, advantages).sum()
     return list(torch.autograd.grad(objective, list(params.values()), create_graph=create_graph))
-
-
-def hessian_vector_product(
-    gradient: Sequence[Tensor], leaves: Sequence[Tensor], directions: Sequence[Tensor]
-) -> list[Tensor]:
-    """``H d`` for the Hessian whose gradient ``gradient`` (built with ``create_graph``) was
-    taken with respect to ``leaves``; ``directions`` are shaped like ``leaves``. The graph is
-    kept for further products."""
-    inner = sum((g * d).sum() for g, d in zip(gradient, directions, strict=True))
-    return list(torch.autograd.grad(inner, list(leaves), retain_graph=True))
-
-
-def detach_params(params: Params) -> Params:
-    return {key: value.detach() for key, value in params.items()}
 
 
 def clipped_surrogate(

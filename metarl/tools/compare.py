@@ -2,40 +2,32 @@
 
 ``compare`` evaluates every learner on one ``family.test_tasks(n, seed, split)`` split: meta-
 learners from their run directories (or trained here with a stated budget) through
-:func:`metarl.evaluation.evaluate`, baselines through :mod:`metarl.baselines`. It writes
+:func:`metarl.run.evaluation.evaluate`, baselines through :mod:`metarl.tools.baselines`. It writes
 ``results.json`` (per learner the ``evaluate --json`` schema, per-task returns and its setup),
 ``results.md`` (a Markdown table) and ``adaptation.png`` (return vs adaptation step with 95%
-bands). Intervals are Student-t across tasks (:func:`metarl.evaluation.confidence_interval`).
+bands). Intervals are Student-t across tasks
+(:func:`metarl.run.evaluation.confidence_interval`).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from metarl import registry
-from metarl.baselines import BASELINES, meta_training_steps, run_baseline
-from metarl.checkpoint import (
-    CHECKPOINT,
-    RunDirectoryError,
-    atomic_write,
-    load_learner,
-    read_checkpoint,
-    resolve_device,
-    write_json,
-)
-from metarl.config import ConfigError, TrainConfig, add_arguments, from_dict
-from metarl.evaluation import evaluate
-from metarl.plot import plot_adaptation
-from metarl.training import train
+from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
+from metarl.run.checkpoint import load_learner, read_checkpoint, saved_config
+from metarl.run.evaluation import evaluate
+from metarl.run.factory import resolve_device
+from metarl.run.rundir import CHECKPOINT, RunDirectoryError, atomic_write, write_json
+from metarl.run.training import train
+from metarl.tools.baselines import BASELINES, meta_training_steps, run_baseline
+from metarl.tools.plot import plot_adaptation
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -56,37 +48,33 @@ class _MetaRun:
 def compare(
     family: str,
     algos: Sequence[str],
-    test_tasks: int,
-    adapt_steps: int,
-    episodes: int,
+    evaluation: EvaluationConfig,
     out_dir: str | Path,
     runs: Mapping[str, str | Path] | None = None,
     train_iterations: int = 100,
     train_options: Mapping[str, Any] | None = None,
     pretrain_steps: int | None = None,
-    split: str = "test",
-    seed: int = 0,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate ``algos`` on the same held-out tasks and write the results into ``out_dir``.
 
     Meta-learners named in ``runs`` are loaded from their run directories; the others are
     trained here for ``train_iterations`` (with ``train_options``, any :class:`TrainConfig`
-    fields) into ``out_dir/runs/ALGO``. ``pretrain_steps`` is ppo-finetune's pretraining
-    budget; by default the environment steps the compared meta-learners' training sampled.
-    Every input is checked before any work starts. Returns the ``results.json`` data.
+    fields; ``evaluation.seed`` is their seed) into ``out_dir/runs/ALGO``. ``pretrain_steps``
+    is ppo-finetune's pretraining budget; by default the environment steps the compared
+    meta-learners' training sampled. Every input is checked before any work starts. Returns
+    the ``results.json`` data.
     """
     out = Path(out_dir)
-    task_family = _family(family)
-    for name, value, low in (("test-tasks", test_tasks, 1), ("adapt-steps", adapt_steps, 0),
-                             ("episodes", episodes, 1), ("train-iterations", train_iterations, 1)):
-        if value < low:
-            raise ConfigError(f"--{name} must be >= {low}, got {value}")
+    task_family = registry.get_family(family)
+    test_tasks, adapt_steps, episodes = (evaluation.test_tasks, evaluation.adapt_steps,
+                                         evaluation.episodes)
+    split, seed = evaluation.split, evaluation.seed
+    if train_iterations < 1:
+        raise ConfigError(f"--train-iterations must be >= 1, got {train_iterations}")
     if pretrain_steps is not None and pretrain_steps < 1:
         raise ConfigError(f"--pretrain-steps must be >= 1, got {pretrain_steps}")
-    if split not in task_family.splits:
-        raise ConfigError(f"family {family!r} has no split {split!r}; choose from "
-                          f"{list(task_family.splits)}")
+    task_family.check_split(split)
     meta_runs = _plan_meta_runs(family, algos, out, dict(runs or {}), train_iterations,
                                 dict(train_options or {}), seed, device)
     horizon = task_family.max_episode_steps
@@ -135,13 +123,6 @@ def compare(
     return results
 
 
-def _family(name: str) -> Any:
-    try:
-        return registry.get_family(name)
-    except KeyError as error:
-        raise ConfigError(error.args[0]) from None
-
-
 def _train_config(family: str, algo: str, iterations: int, options: dict[str, Any], seed: int,
                   device: str) -> TrainConfig:
     settings = {**options, "family": family, "algo": algo, "iterations": iterations,
@@ -176,7 +157,7 @@ def _plan_meta_runs(
                 state = read_checkpoint(run_dir)
             except RunDirectoryError as error:
                 raise ConfigError(f"--run {algo}={run_dir}: {error}") from None
-            config = from_dict(TrainConfig, state["config"])
+            config = saved_config(state)
             if (config.family, config.algo) != (family, algo):
                 raise ConfigError(f"--run {algo}={run_dir} holds {config.algo} on "
                                   f"{config.family}, not {algo} on {family}")
@@ -249,58 +230,3 @@ def _verdict(learners: Mapping[str, Any]) -> list[str]:
                                  f"{meta} ({b_mean:.2f} vs {m_mean:.2f}; the intervals "
                                  f"{'overlap' if overlap else 'do not overlap'}).")
     return lines
-
-
-def _parse_run(text: str) -> tuple[str, str]:
-    algo, sep, run_dir = text.partition("=")
-    if not sep or not algo or not run_dir:
-        raise ConfigError(f"--run expects ALGO=RUN_DIR (e.g. maml=runs/maml), got {text!r}")
-    return algo, run_dir
-
-
-def _compare(args: argparse.Namespace) -> None:
-    torch.set_num_threads(1)  # small networks: extra threads only add overhead
-    pairs = [_parse_run(text) for text in args.runs or []]
-    runs = dict(pairs)
-    if len(runs) != len(pairs):
-        raise ConfigError("--run names the same algorithm twice")
-    train_options = {f.name: getattr(args, "train_" + f.name)
-                     for f in dataclasses.fields(TrainConfig)
-                     if getattr(args, "train_" + f.name, None) is not None}
-    results = compare(
-        args.family, [a.strip() for a in args.algos.split(",") if a.strip()], args.test_tasks,
-        args.adapt_steps, args.episodes, args.out, runs, args.train_iterations, train_options,
-        args.pretrain_steps, args.split, args.seed, args.device,
-    )
-    print(format_comparison(results))
-    print(f"wrote {RESULTS_JSON}, {RESULTS_MD} and {ADAPTATION_PNG} in {args.out}")
-
-
-def add_compare_command(verbs: argparse._SubParsersAction) -> None:
-    """Add ``metarl compare`` to the command line's verbs."""
-    parser = verbs.add_parser(
-        "compare", help="compare meta-learners and baselines on the same held-out tasks"
-    )
-    parser.add_argument("--family", required=True, help="task family (see `metarl families`)")
-    parser.add_argument("--algos", required=True, help="comma-separated meta-learners and "
-                        f"baselines ({', '.join(BASELINES)})")
-    parser.add_argument("--out", required=True, help="directory for results.json/.md, "
-                        "adaptation.png and runs trained here")
-    parser.add_argument("--run", action="append", dest="runs", metavar="ALGO=RUN_DIR",
-                        help="evaluate this run directory for ALGO instead of training it")
-    parser.add_argument("--test-tasks", type=int, default=40, help="held-out tasks (default 40)")
-    parser.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps (default 3)")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per step (default 20)")
-    parser.add_argument("--split", default="test", help="held-out split: test or ood")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the split, sampling, baselines and training here")
-    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--train-iterations", type=int, default=100,
-                        help="meta-iterations for meta-learners trained here (default 100)")
-    parser.add_argument("--pretrain-steps", type=int, default=None,
-                        help="ppo-finetune pretraining env steps (default: what meta-training "
-                             "sampled)")
-    group = parser.add_argument_group("meta-training here (meta-learners without --run)")
-    add_arguments(group, TrainConfig, prefix="train_",
-                  skip=("family", "algo", "iterations", "seed", "device", "algo_options"))
-    parser.set_defaults(run=_compare)

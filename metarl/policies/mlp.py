@@ -1,10 +1,9 @@
 """Policies: MLPs mapping observations to action distributions, with explicit parameters.
 
-A policy's parameters are a ``dict[str, Tensor]`` (``policy.parameters_dict()``). Every call
-takes such a dict, so adapted parameters never touch the module. A dict is either *shared*
-(the module's own shapes) or *per task* (a leading ``n_tasks`` dimension on every tensor); with
-per-task parameters the observations are grouped ``[n_tasks, N, obs_dim]`` and one batched
-matmul per layer evaluates every task's policy at once.
+A policy's parameters are a :data:`~metarl.policies.params.Params` dict
+(``policy.parameters_dict()``). Every call takes such a dict, so adapted parameters never touch
+the module. With per-task parameters the observations are grouped ``[n_tasks, N, obs_dim]`` and
+one batched matmul per layer evaluates every task's policy at once.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-Params = dict[str, Tensor]
+from metarl.policies.params import Params
+
 
 class _Tanh(torch.autograd.Function):
     """``tanh`` evaluated as ``2 sigmoid(2x) - 1`` (the same function; several times faster
@@ -194,13 +194,3 @@ def make_policy(
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
     raise ValueError(f"no policy for action space {action_space}: use a flat Box or Discrete")
-
-
-def per_task(params: Params, n_tasks: int) -> Params:
-    """Expand shared parameters to per-task copies (differentiable, no memory copy)."""
-    return {key: value.expand(n_tasks, *value.shape) for key, value in params.items()}
-
-
-def is_per_task(params: Params) -> bool:
-    """Whether ``params`` carry a leading task dimension."""
-    return params["layers.0.weight"].dim() == 3

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from metarl.vector import BatchedEnv, SyncBatchedEnv
+from metarl.config import ConfigError
+from metarl.family.vector import BatchedEnv, SyncBatchedEnv
 
 # Held-out splits draw from a stream that training never touches, whatever the seeds.
 _HELD_OUT_STREAM = 0x7E57
@@ -25,11 +26,11 @@ _HELD_OUT_STREAM = 0x7E57
 class TaskFamily(abc.ABC):
     """Base class of every task family.
 
-    Subclasses set the class attributes and implement :meth:`sample_tasks` and
-    :meth:`make_env`. Families with an out-of-distribution split list ``"ood"`` in ``splits``
-    and implement :meth:`sample_ood_tasks`. :meth:`make_vector_env` falls back to stepping
-    single envs; families with array dynamics get a native batched env from
-    :class:`metarl.array_env.ArrayFamily`.
+    Subclasses set the class attributes (spaces included) and implement :meth:`sample_tasks`
+    and :meth:`make_base_env`. Families with an out-of-distribution split list ``"ood"`` in
+    ``splits`` and implement :meth:`sample_ood_tasks`. :meth:`make_vector_env` falls back to
+    stepping single envs; families with array dynamics get a native batched env from
+    :class:`metarl.family.array.ArrayFamily`.
     """
 
     name: ClassVar[str]
@@ -40,6 +41,10 @@ class TaskFamily(abc.ABC):
     """The frozen dataclass of one task."""
     max_episode_steps: ClassVar[int]
     """Episode horizon; Gymnasium's ``TimeLimit`` enforces it."""
+    observation_space: gym.spaces.Space
+    """The space of one observation (a class attribute, or set in ``__init__``)."""
+    action_space: gym.spaces.Space
+    """The space of one action."""
     splits: ClassVar[tuple[str, ...]] = ("test",)
     """Held-out splits :meth:`test_tasks` accepts."""
 
@@ -55,12 +60,16 @@ class TaskFamily(abc.ABC):
     def make_base_env(self, task: Any, render_mode: str | None = None) -> gym.Env:
         """The family's env for ``task``, without a time limit."""
 
-    def test_tasks(self, n: int, seed: int = 0, split: str = "test") -> list[Any]:
-        """A fixed, reproducible held-out split of ``n`` tasks."""
+    def check_split(self, split: str) -> None:
+        """Raise :class:`~metarl.config.ConfigError` unless ``split`` is one of :attr:`splits`."""
         if split not in self.splits:
-            raise ValueError(
+            raise ConfigError(
                 f"family {self.name!r} has no split {split!r}; choose from {list(self.splits)}"
             )
+
+    def test_tasks(self, n: int, seed: int = 0, split: str = "test") -> list[Any]:
+        """A fixed, reproducible held-out split of ``n`` tasks."""
+        self.check_split(split)
         rng = np.random.default_rng([_HELD_OUT_STREAM, seed])
         return self.sample_ood_tasks(n, rng) if split == "ood" else self.sample_tasks(n, rng)
 

@@ -3,6 +3,7 @@
 Figures are medians over repeats after a warm-up. The reference configuration is
 Navigation2D, 20 tasks x 20 episodes, horizon 100, MAML-TRPO with one inner step; its figures
 sit at the top level of the JSON (``env_steps_per_second``, ``seconds_per_iteration``).
+:func:`ray_throughput` times the Ray sampler backend against the local sampler.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metarl.checkpoint import build_learner, resolve_device
 from metarl.config import TrainConfig
-from metarl.family import TaskFamily
-from metarl.learner import MetaLearner
-from metarl.policy import per_task
+from metarl.family.base import TaskFamily
+from metarl.family.vector import BatchedEnv
+from metarl.learn.learner import MetaLearner
+from metarl.policies.mlp import make_policy
+from metarl.policies.params import Params, detach_params, per_task
+from metarl.process import set_threads
 from metarl.registry import get_family
+from metarl.rollout.sampler import Sampler
+from metarl.run.factory import build_learner, resolve_device
 
 SCALING_SIZES = ((20, 20), (50, 20), (100, 20), (200, 50))
 """(tasks, episodes per task) for the sampler's scaling table."""
@@ -130,7 +135,7 @@ def peak_memory_mib() -> float:
 
 def _inner_steps_figures(args: tuple[str, str, str, dict[str, Any], int, int]) -> dict[str, Any]:
     family, algo, device, options, steps, repeats = args
-    torch.set_num_threads(1)
+    set_threads(1)  # the start of a spawned worker
     learner = _learner(family, algo, device, options, inner_steps=steps)
     return {"inner_steps": steps, **meta_iteration_seconds(learner, repeats),
             "peak_memory_mib": peak_memory_mib()}
@@ -220,3 +225,85 @@ def run_bench(
         for name in tqdm(families, desc="families", leave=False)
     }
     return result
+
+
+class CostlyFamily:
+    """``family`` with ``step_seconds`` of extra CPU time per environment step, standing in for
+    a slower simulator (busy work, so it slows down like one when cores are shared). The
+    sampler needs only ``make_vector_env`` and ``max_episode_steps``."""
+
+    def __init__(self, family: TaskFamily, step_seconds: float) -> None:
+        self.family = family
+        self.step_seconds = step_seconds
+        self.max_episode_steps = family.max_episode_steps
+
+    def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedEnv:
+        env = self.family.make_vector_env(tasks, episodes_per_task)
+        step = env.step
+
+        def costly_step(actions: np.ndarray) -> Any:
+            end = time.thread_time() + self.step_seconds * env.num_envs
+            while time.thread_time() < end:
+                pass
+            return step(actions)
+
+        env.step = costly_step  # type: ignore[method-assign]
+        return env
+
+
+def ray_throughput(
+    family: TaskFamily,
+    worker_counts: Sequence[int] = (1, 2),
+    step_costs: Sequence[float] = (0.0,),
+    n_tasks: int = 20,
+    episodes: int = 20,
+    repeats: int = 3,
+) -> list[dict[str, float]]:
+    """Environment steps per second of the local sampler and of the Ray backend with each of
+    ``worker_counts`` actors, for each extra CPU cost per env step in ``step_costs`` (seconds).
+
+    Reference config by default (20 tasks x 20 episodes, [64, 64] tanh policy, shared
+    parameters). Starts a local Ray instance with ``max(worker_counts)`` CPUs unless Ray is
+    initialised, and shuts down what it started.
+    """
+    import ray  # an optional extra
+
+    from metarl.rollout.ray_sampler import RaySampler
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=max(worker_counts), include_dashboard=False)
+    try:
+        policy = make_policy(family.observation_space, family.action_space)
+        params = detach_params(policy.parameters_dict())
+        tasks = family.sample_tasks(n_tasks, np.random.default_rng(0))
+        steps = n_tasks * episodes * family.max_episode_steps
+        cpu = torch.device("cpu")
+        rows = []
+        for cost in step_costs:
+            costly = CostlyFamily(family, cost)
+            local_s = _seconds_per_sample(Sampler(costly, policy, cpu),  # type: ignore[arg-type]
+                                          tasks, episodes, params, repeats)
+            for workers in worker_counts:
+                remote = RaySampler(costly, policy, cpu, workers)  # type: ignore[arg-type]
+                ray_s = _seconds_per_sample(remote, tasks, episodes, params, repeats)
+                remote.close()
+                rows.append({
+                    "step_cost_us": cost * 1e6,
+                    "num_workers": workers,
+                    "local_env_steps_per_second": steps / local_s,
+                    "ray_env_steps_per_second": steps / ray_s,
+                    "local_seconds_per_sample": local_s,
+                    "ray_seconds_per_sample": ray_s,
+                    "speedup": local_s / ray_s,
+                })
+        return rows
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _seconds_per_sample(
+    sampler: Sampler, tasks: Sequence[Any], episodes: int, params: Params, repeats: int
+) -> float:
+    return median_seconds(lambda: sampler.sample(tasks, episodes, params, 0), repeats)

@@ -6,14 +6,12 @@ no display and touches no global pyplot state.
 
 from __future__ import annotations
 
-import argparse
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metarl.checkpoint import METRICS, atomic_write
 from metarl.config import ConfigError
+from metarl.run.rundir import METRICS, atomic_write, read_metrics
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not at start-up
     from matplotlib.figure import Figure
@@ -33,7 +31,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> Path:
     """Mean return vs adaptation step, one line per learner with its 95% band, from the
-    ``results.json`` data that :func:`metarl.compare.compare` writes."""
+    ``results.json`` data that :func:`metarl.tools.compare.compare` writes."""
     figure = _figure(8.5)
     axes = figure.add_subplot()
     for name, result in results["learners"].items():
@@ -55,14 +53,11 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """The training curve of a run (return before and after adaptation per meta-iteration),
     drawn from its ``metrics.csv``; written to ``out`` or ``RUN_DIR/training.png``."""
     run_dir = Path(run_dir)
-    metrics = run_dir / METRICS
-    if not metrics.exists():
-        raise ConfigError(f"no {METRICS} in {str(run_dir)!r}; is it a run directory?")
-    with metrics.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics(run_dir)
     columns = ("iteration", "return_before", "return_after")
     if not rows or any(column not in rows[0] for column in columns):
-        raise ConfigError(f"{str(metrics)!r} has no rows with the columns {list(columns)}")
+        raise ConfigError(f"{str(run_dir / METRICS)!r} has no rows with the columns "
+                          f"{list(columns)}")
     iterations = [int(row["iteration"]) for row in rows]
     from matplotlib.ticker import MaxNLocator
 
@@ -77,15 +72,3 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
     return _save(figure, Path(out) if out else run_dir / "training.png")
-
-
-def _plot(args: argparse.Namespace) -> None:
-    print(plot_training(args.run_dir, args.out))
-
-
-def add_plot_command(verbs: argparse._SubParsersAction) -> None:
-    """Add ``metarl plot RUN_DIR [--out PNG]`` to the command line's verbs."""
-    plot = verbs.add_parser("plot", help="draw a run's training curve from metrics.csv")
-    plot.add_argument("run_dir", help="a run directory written by `metarl train`")
-    plot.add_argument("--out", help="PNG to write (default: RUN_DIR/training.png)")
-    plot.set_defaults(run=_plot)

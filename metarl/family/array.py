@@ -3,7 +3,7 @@
 A family subclasses :class:`ArrayFamily` and implements four array functions (every array has a
 leading batch dimension ``B``):
 
-- ``task_params(tasks) -> dict[str, array[n_tasks, ...]]``: the tasks as arrays;
+- ``task_params(tasks) -> TaskArrays``: the tasks as arrays ``[n_tasks, ...]``;
 - ``initial_state(params, rng) -> dict[str, array[B, ...]]``;
 - ``transition(state, action, params, rng) -> (state, reward[B], terminated[B])``;
 - ``observe(state, params) -> array[B, *obs_shape]``.
@@ -21,38 +21,38 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from metarl.family import TaskFamily
-from metarl.rng import BatchRNG
-from metarl.vector import BatchedEnv
+from metarl.family.base import TaskFamily
+from metarl.family.rng import BatchRNG
+from metarl.family.vector import BatchedEnv
 
 State = dict[str, np.ndarray]
-Params = dict[str, np.ndarray]
+"""A batch of states: named arrays with leading dimension ``B``."""
+TaskArrays = dict[str, np.ndarray]
+"""A batch of tasks as named arrays (``task_params``), leading dimension ``n_tasks`` or ``B``."""
 
 
 class ArrayFamily(TaskFamily):
     """A task family with batched array dynamics (see the module docstring)."""
 
-    observation_space: ClassVar[gym.spaces.Space]
-    action_space: ClassVar[gym.spaces.Space]
     env_class: ClassVar[type[ArrayEnv]]
     """The family's Gymnasium env class (documentation, metadata and drawing)."""
 
     @abc.abstractmethod
-    def task_params(self, tasks: Sequence[Any]) -> Params:
+    def task_params(self, tasks: Sequence[Any]) -> TaskArrays:
         """Stack the tasks' parameters into arrays with leading dimension ``len(tasks)``."""
 
     @abc.abstractmethod
-    def initial_state(self, params: Params, rng: BatchRNG) -> State:
+    def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         """Start states for a batch."""
 
     @abc.abstractmethod
     def transition(
-        self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
+        self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         """One step for a batch: next state, reward ``[B]`` and terminated ``[B]``."""
 
     @abc.abstractmethod
-    def observe(self, state: State, params: Params) -> np.ndarray:
+    def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         """Observations ``[B, *obs_shape]`` of a batch of states."""
 
     def make_base_env(self, task: Any, render_mode: str | None = None) -> ArrayEnv:
@@ -62,7 +62,7 @@ class ArrayFamily(TaskFamily):
         return ArrayVectorEnv(self, tasks, episodes_per_task)
 
 
-def _observation(family: ArrayFamily, state: State, params: Params) -> np.ndarray:
+def _observation(family: ArrayFamily, state: State, params: TaskArrays) -> np.ndarray:
     return family.observe(state, params).astype(family.observation_space.dtype, copy=False)
 
 
@@ -70,7 +70,9 @@ class ArrayEnv(gym.Env):
     """A single env that runs its family's array dynamics with a batch of one.
 
     Family envs subclass it, add the Markdown docstring and implement :meth:`draw`.
-    ``reset(options={"task": task_or_dict})`` switches the task.
+    ``reset(options={"task": task_or_dict})`` switches the task. For drawing, the env keeps
+    ``steps``, ``episode_return`` and ``last_reward`` of the current episode; anything else a
+    drawing needs (a trail, say) is kept by overriding :meth:`record`.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
@@ -88,7 +90,7 @@ class ArrayEnv(gym.Env):
         self._set_task(task)
         self._rng = BatchRNG(np.zeros(1, dtype=np.uint64))
         self.state: State = family.initial_state(self.params, self._rng)
-        self.record(reset=True)
+        self._start_episode()
         self._window: Any = None
         self._clock: Any = None
 
@@ -105,7 +107,7 @@ class ArrayEnv(gym.Env):
         key = seed if seed is not None else int(self.np_random.integers(2**63))
         self._rng = BatchRNG(np.array([key], dtype=np.uint64))
         self.state = self.family.initial_state(self.params, self._rng)
-        self.record(reset=True)
+        self._start_episode()
         if self.render_mode == "human":
             self.render()
         return _observation(self.family, self.state, self.params)[0], {}
@@ -115,14 +117,24 @@ class ArrayEnv(gym.Env):
         self.state, reward, terminated = self.family.transition(
             self.state, batch_action, self.params, self._rng
         )
+        self.steps += 1
+        self.last_reward = float(reward[0])
+        self.episode_return += self.last_reward
         self.record(reset=False)
         if self.render_mode == "human":
             self.render()
         obs = _observation(self.family, self.state, self.params)[0]
-        return obs, float(reward[0]), bool(terminated[0]), False, {}
+        return obs, self.last_reward, bool(terminated[0]), False, {}
+
+    def _start_episode(self) -> None:
+        self.steps = 0
+        self.episode_return = 0.0
+        self.last_reward = 0.0
+        self.record(reset=True)
 
     def record(self, reset: bool) -> None:
-        """Hook run after every reset and step, before rendering: keep drawing-only history."""
+        """Hook run after every reset and step, before rendering: keep drawing-only history
+        (``self.state`` is the new state)."""
 
     def draw(self, canvas: Any) -> None:
         """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
@@ -137,8 +149,6 @@ class ArrayEnv(gym.Env):
             return None
         import pygame
 
-        if not pygame.font.get_init():
-            pygame.font.init()
         canvas = pygame.Surface(self.render_size)
         self.draw(canvas)
         if self.render_mode == "rgb_array":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -11,21 +9,19 @@ from typing import TextIO
 
 import torch
 
-from metarl.checkpoint import (
+from metarl.config import TrainConfig, from_dict
+from metarl.learn.learner import MetaLearner
+from metarl.run.checkpoint import load_learner, read_checkpoint, save_checkpoint, saved_config
+from metarl.run.factory import build_learner, resolve_device
+from metarl.run.rundir import (
     CHECKPOINT,
     CONFIG,
     METRICS,
     RunDirectoryError,
-    atomic_write,
-    build_learner,
-    load_learner,
-    read_checkpoint,
-    resolve_device,
-    save_checkpoint,
+    append_metrics,
+    truncate_metrics,
     write_json,
 )
-from metarl.config import TrainConfig, from_dict
-from metarl.learner import MetaLearner
 
 
 def train(
@@ -51,12 +47,12 @@ def train(
                 f"{str(run_dir)!r} already holds a run; pass --resume to continue it or "
                 "choose another --out"
             )
-        saved = from_dict(TrainConfig, read_checkpoint(run_dir)["config"])
+        saved = saved_config(read_checkpoint(run_dir))
         config = from_dict(TrainConfig, {**saved.to_json(), "iterations": config.iterations,
                                          "device": config.device})
         learner, start = load_learner(run_dir, device)
         learner.config = config
-        _truncate_metrics(run_dir / METRICS, start)
+        truncate_metrics(run_dir / METRICS, start)
     else:
         learner, start = build_learner(config, device), 0
     write_json(run_dir / CONFIG, config.to_json())
@@ -73,7 +69,7 @@ def train(
             raise
         _check_finite(metrics, iteration)
         row = {"iteration": iteration + 1, **metrics, "iteration_seconds": seconds}
-        _append_metrics(run_dir / METRICS, row)
+        append_metrics(run_dir / METRICS, row)
         save_checkpoint(run_dir, learner, iteration + 1)
         _say(log, f"[{iteration + 1}/{config.iterations}] return before "
                   f"{metrics['return_before']:8.2f}  after {metrics['return_after']:8.2f}  "
@@ -88,38 +84,6 @@ def _check_finite(metrics: dict[str, float], iteration: int) -> None:
             f"non-finite {', '.join(bad)} at iteration {iteration + 1}; the last checkpoint "
             "holds the previous iteration (try a smaller --inner-lr or max KL)"
         )
-
-
-def _append_metrics(path: Path, row: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_metrics(path: Path, iterations: int) -> None:
-    """Drop rows past the checkpoint (an iteration logged but interrupted before saving)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        rows = [row for row in reader if _row_iteration(row) <= iterations]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
-def _row_iteration(row: dict[str, str | None]) -> float:
-    """A row's iteration; a row cut short by a crash counts as past every checkpoint."""
-    try:
-        return float("inf") if None in row.values() else int(row["iteration"] or "")
-    except ValueError:
-        return float("inf")
 
 
 def _say(log: TextIO | None, message: str) -> None:

@@ -13,7 +13,6 @@ which comes with matplotlib).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.checkpoint import RunDirectoryError, load_learner, resolve_device
 from metarl.config import ConfigError
-from metarl.evaluation import adaptation_trajectory
-from metarl.learner import MetaLearner
-from metarl.policy import Params, is_per_task, per_task
+from metarl.family.drawing import font
+from metarl.learn.learner import MetaLearner
+from metarl.policies.params import Params, is_per_task, per_task
+from metarl.run.evaluation import adaptation_trajectory
 
 BACKGROUND = (250, 250, 248)
 TEXT = (30, 30, 30)
@@ -42,10 +41,7 @@ MAX_WINDOW_WIDTH = 1280
 
 def pick_task(family: Any, task_json: str | None, seed: int, split: str) -> Any:
     """The task ``--task`` describes (JSON), else the first task of the held-out split ``seed``."""
-    if split not in family.splits:
-        raise ConfigError(
-            f"family {family.name!r} has no split {split!r}; choose from {list(family.splits)}"
-        )
+    family.check_split(split)
     if task_json is None:
         return family.test_tasks(1, seed=seed, split=split)[0]
     try:
@@ -222,7 +218,7 @@ class AdaptationView:
         width, height = surface.get_size()
         panel_width = width // self.n_panels
         header, hud, font_size = _layout(panel_width)
-        font = _font(font_size)
+        text_font = font(font_size)
         surface.fill(BACKGROUND)
         parts = [
             f"{self.learner.config.algo} on {self.family.name}",
@@ -232,18 +228,18 @@ class AdaptationView:
             "PAUSED" if paused else "",
         ]
         title = "  |  ".join(part for part in parts if part)
-        _text(surface, font, title, (8, 6), width - 16, TEXT)
+        _text(surface, text_font, title, (8, 6), width - 16, TEXT)
         summary = task_summary(self.family, self.task)
         for i, frame in enumerate(self.frames()):
             left = i * panel_width
             colour = STEP_COLOURS[min(i, len(STEP_COLOURS) - 1)]
             top = header
             label = f"{step_label(i)}   (mean return {self.mean_returns[i]:.1f})"
-            top += _text(surface, font, label, (left + 8, top), panel_width - 16, colour)
+            top += _text(surface, text_font, label, (left + 8, top), panel_width - 16, colour)
             last = "" if self.last_returns[i] is None else f"   last {self.last_returns[i]:.1f}"
             status = f"episode {self.episode[i] + 1}   return {self.returns[i]:.1f}{last}"
-            top += _text(surface, font, status, (left + 8, top), panel_width - 16, TEXT)
-            _text(surface, font, summary, (left + 8, top), panel_width - 16, MUTED)
+            top += _text(surface, text_font, status, (left + 8, top), panel_width - 16, TEXT)
+            _text(surface, text_font, summary, (left + 8, top), panel_width - 16, MUTED)
             area = pygame.Rect(left + 4, header + hud, panel_width - 8, height - header - hud - 4)
             _blit_scaled(surface, frame, area)
             if i:
@@ -260,21 +256,6 @@ def _layout(panel_width: int) -> tuple[int, int, int]:
     font_size = int(np.clip(panel_width // 16, 14, 22))
     line = font_size - font_size // 4 + 2
     return line + 8, 3 * line + 8, font_size
-
-
-_FONTS: dict[int, Any] = {}
-
-
-def _font(size: int) -> Any:
-    """pygame's default font at ``size``, loaded once per font-module session."""
-    import pygame
-
-    if not pygame.font.get_init():
-        pygame.font.init()
-        _FONTS.clear()
-    if size not in _FONTS:
-        _FONTS[size] = pygame.font.Font(None, size)
-    return _FONTS[size]
 
 
 def _text(surface: Any, font: Any, text: str, at: tuple[int, int], width: int,
@@ -407,67 +388,3 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
         optimize=True,
     )
     return gif
-
-
-def _watch(args: argparse.Namespace) -> None:
-    for name, least in (("adapt_steps", 0), ("episodes", 1), ("frames", 1), ("width", 160)):
-        value = getattr(args, name)
-        if value is not None and value < least:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
-    torch.set_num_threads(1)  # tiny forward passes: extra threads only add overhead
-    try:
-        learner, _ = load_learner(Path(args.run_dir), resolve_device(args.device))
-    except RunDirectoryError as error:
-        raise ConfigError(str(error)) from None
-    task = pick_task(learner.family, args.task, args.seed, args.split)
-    source = "task from --task" if args.task else f"{args.split} task, seed {args.seed}"
-    view = AdaptationView(
-        learner, task, args.adapt_steps, args.episodes, args.seed, args.split,
-        args.deterministic, source,
-    )
-    try:
-        if args.record:
-            frames = args.frames or learner.family.max_episode_steps + 1
-            gif = record(view, Path(args.record), frames, args.width)
-            print(f"wrote {frames} PNG frames and {gif}")
-        else:
-            window = Window(view, args.width, Path(args.shots))
-            try:
-                window.run(args.frames)
-            finally:
-                window.close()
-    finally:
-        view.close()
-
-
-def add_watch_command(verbs: Any) -> argparse.ArgumentParser:
-    """Add the ``watch`` verb to ``verbs`` (``argparse``'s subparsers object)."""
-    watch = verbs.add_parser(
-        "watch",
-        help="watch a learner adapt to a task: before and after each step, side by side",
-        description="Keys: N new task, R restart, Space pause, S screenshot, Q/Esc quit.",
-    )
-    watch.add_argument("run_dir", help="a run directory written by `metarl train`")
-    watch.add_argument("--task", help='the task as JSON, e.g. \'{"goal": [0.3, -0.1]}\'')
-    watch.add_argument("--seed", type=int, default=0,
-                       help="held-out split seed of the task (unless --task), and the seed of "
-                            "sampling (default 0)")
-    watch.add_argument("--adapt-steps", type=int, default=2,
-                       help="adaptation steps: K+1 panels (default 2)")
-    watch.add_argument("--episodes", type=int, default=20,
-                       help="episodes sampled for each adaptation step (default 20)")
-    watch.add_argument("--split", default="test", help="held-out split: test or ood")
-    watch.add_argument("--deterministic", action="store_true",
-                       help="act with the policy's mean (mode) instead of sampling")
-    watch.add_argument("--record", metavar="DIR",
-                       help="no window: write PNG frames and watch.gif to DIR")
-    watch.add_argument("--frames", type=int,
-                       help="frames to show or record (default: until quit; recording: one "
-                            "episode)")
-    watch.add_argument("--width", type=int,
-                       help=f"width of the view in pixels (default: natural, at most "
-                            f"{MAX_WINDOW_WIDTH})")
-    watch.add_argument("--shots", default=".", help="folder for S screenshots (default .)")
-    watch.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    watch.set_defaults(run=_watch)
-    return watch

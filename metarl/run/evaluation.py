@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from metarl.learner import MetaLearner
-from metarl.pg import detach_params
-from metarl.policy import Params
+from metarl.learn.learner import MetaLearner
+from metarl.policies.params import Params, detach_params
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Trust-region update: conjugate gradient and backtracking line search on flat vectors."""
+"""Second-order optimisation pieces on flat vectors: Hessian-vector products, conjugate
+gradient, and the trust-region step (conjugate gradient plus a backtracking line search)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
-def flat(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
+from metarl.policies.params import unflat
 
 
-def unflat(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    out, start = [], 0
-    for t in like:
-        out.append(vector[start : start + t.numel()].view_as(t))
-        start += t.numel()
-    return out
+def hessian_vector_product(
+    gradient: Sequence[Tensor], leaves: Sequence[Tensor], directions: Sequence[Tensor]
+) -> list[Tensor]:
+    """``H d`` for the Hessian whose gradient ``gradient`` (built with ``create_graph``) was
+    taken with respect to ``leaves``; ``directions`` are shaped like ``leaves``. The graph is
+    kept for further products."""
+    inner = sum((g * d).sum() for g, d in zip(gradient, directions, strict=True))
+    return list(torch.autograd.grad(inner, list(leaves), retain_graph=True))
 
 
 def conjugate_gradient(

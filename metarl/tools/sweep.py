@@ -8,8 +8,10 @@ A sweep file is a JSON object::
      "evaluate": {"test_tasks": 40, "adapt_steps": 1, "episodes": 20}}
 
 Every (grid point, seed) is one trial: a normal run directory ``OUT/LABEL/seed-S`` trained with
-:func:`metarl.training.train` and evaluated on held-out tasks with
-:func:`metarl.evaluation.evaluate` (``evaluation.json`` in the run directory). ``OUT/summary.json``
+:func:`metarl.run.training.train` and evaluated on held-out tasks with
+:func:`metarl.run.evaluation.evaluate` (``evaluation.json`` in the run directory). The
+``evaluate`` object takes :class:`~metarl.config.EvaluationConfig` fields, with one
+adaptation step by default. ``OUT/summary.json``
 and ``OUT/summary.md`` give, per configuration, the mean across seeds of the held-out return
 before and after adaptation with a 95% Student-t interval across seeds. Trials resume their run
 directories, so running the same command again finishes an interrupted sweep.
@@ -17,41 +19,27 @@ directories, so running the same command again finishes an interrupted sweep.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from metarl import registry
-from metarl.checkpoint import write_json
-from metarl.config import ConfigError, TrainConfig, from_dict, load_json, option
-from metarl.evaluation import confidence_interval, evaluate
-from metarl.training import train
+from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
+from metarl.process import set_threads
+from metarl.run.evaluation import confidence_interval, evaluate
+from metarl.run.rundir import atomic_write, write_json
+from metarl.run.training import train
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 EVALUATION_JSON = "evaluation.json"
 SWEEP_KEYS = ("base", "grid", "seeds", "evaluate")
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """How every trial is evaluated (the sweep file's ``evaluate`` object)."""
-
-    test_tasks: int = option(40, "held-out tasks", min=1)
-    adapt_steps: int = option(1, "adaptation steps; the summary reports the return after the "
-                              "last", min=0)
-    episodes: int = option(20, "episodes per adaptation step", min=1)
-    split: str = option("test", "held-out split (test or ood)")
-    seed: int = option(0, "seed of the held-out split and of evaluation sampling", min=0)
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class Sweep:
     spec: dict[str, Any]
     labels: list[str]
     trials: list[Trial]
-    evaluation: EvaluationSettings
+    evaluation: EvaluationConfig
 
 
 def load_sweep(spec: Mapping[str, Any], out_dir: Path) -> Sweep:
@@ -98,7 +86,8 @@ def load_sweep(spec: Mapping[str, Any], out_dir: Path) -> Sweep:
             raise ConfigError(f"grid key {key!r} must map to a non-empty list, got {values!r}")
     if "seed" in base:
         raise ConfigError("the sweep's 'base' may not set 'seed'; list seeds under 'seeds'")
-    evaluation = from_dict(EvaluationSettings, settings, what="sweep evaluate")
+    evaluation = from_dict(EvaluationConfig, {"adapt_steps": 1, **settings},
+                           what="sweep evaluate")
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     labels = [_label(point) for point in points]
     if len(set(labels)) != len(labels):
@@ -121,24 +110,17 @@ def _directory(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", label)
 
 
-def _check_registered(trials: list[Trial], evaluation: EvaluationSettings) -> None:
+def _check_registered(trials: list[Trial], evaluation: EvaluationConfig) -> None:
     for trial in trials:
-        try:
-            family = registry.get_family(trial.config.family)
-            registry.get_learner(trial.config.algo)
-        except KeyError as error:
-            raise ConfigError(error.args[0]) from None
-        if evaluation.split not in family.splits:
-            raise ConfigError(f"family {trial.config.family!r} has no split "
-                              f"{evaluation.split!r}; choose from {list(family.splits)}")
+        registry.get_learner(trial.config.algo)
+        registry.get_family(trial.config.family).check_split(evaluation.split)
         if trial.config.backend == "ray":
             raise ConfigError("sweep trials sample locally (each trial is already a Ray task); "
                               "remove 'backend': 'ray' from the sweep's base and grid")
 
 
-def run_trial(trial: Trial, evaluation: EvaluationSettings) -> dict[str, float]:
+def run_trial(trial: Trial, evaluation: EvaluationConfig) -> dict[str, float]:
     """Train one trial's run directory (resuming it if present) and evaluate it."""
-    torch.set_num_threads(1)
     learner = train(trial.config, trial.run_dir, resume=True, log=None)
     tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
     result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
@@ -150,10 +132,11 @@ def run_trial(trial: Trial, evaluation: EvaluationSettings) -> dict[str, float]:
 def _tune_trial(param: dict[str, Any]) -> None:
     from ray import tune
 
+    set_threads(1)  # the start of a trial's process
     trial, evaluation = param["trial"], param["evaluation"]
     config = from_dict(TrainConfig, trial["config"])
     tune.report(run_trial(Trial(trial["label"], config.seed, config, Path(trial["run_dir"])),
-                          EvaluationSettings(**evaluation)))
+                          EvaluationConfig(**evaluation)))
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -200,7 +183,7 @@ def sweep(spec: Mapping[str, Any], out_dir: str | Path, ray_address: str = "") -
     }
     summary = summarise(plan, failed)
     write_json(out / SUMMARY_JSON, summary)
-    (out / SUMMARY_MD).write_text(format_summary(summary))
+    atomic_write(out / SUMMARY_MD, lambda handle: handle.write(format_summary(summary)))
     return summary
 
 
@@ -270,27 +253,3 @@ def _cell(stats: Mapping[str, Any]) -> str:
     if stats["ci95_low"] is None:
         return f"{stats['mean']:.2f}"
     return f"{stats['mean']:.2f} [{stats['ci95_low']:.2f}, {stats['ci95_high']:.2f}]"
-
-
-def _sweep(args: argparse.Namespace) -> None:
-    summary = sweep(load_json(args.config), args.out, args.ray_address)
-    print(format_summary(summary))
-    print(f"wrote {SUMMARY_JSON} and {SUMMARY_MD} in {args.out}")
-    if summary["failed"]:
-        print(f"metarl: error: {len(summary['failed'])} trial(s) failed (see {SUMMARY_MD})",
-              file=sys.stderr)
-        raise SystemExit(1)
-
-
-def add_sweep_command(verbs: argparse._SubParsersAction) -> None:
-    """Add ``metarl sweep`` to the command line's verbs."""
-    parser = verbs.add_parser(
-        "sweep", help="run seeds and hyperparameter grids as Ray Tune trials"
-    )
-    parser.add_argument("--config", required=True,
-                        help='sweep file: JSON with "base", "grid", "seeds", "evaluate"')
-    parser.add_argument("--out", required=True,
-                        help="directory for the trials' run directories and summary.json/.md")
-    parser.add_argument("--ray-address", default="",
-                        help="address of a running Ray cluster (default: start a local one)")
-    parser.set_defaults(run=_sweep)

@@ -28,8 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from metarl.config import TrainConfig
-from metarl.evaluation import EvaluationResult
-from metarl.family import TaskFamily
+from metarl.family.base import TaskFamily
+from metarl.run.evaluation import EvaluationResult
 
 if TYPE_CHECKING:  # stable-baselines3 is imported when a baseline runs, not at start-up
     from stable_baselines3 import PPO

@@ -1,0 +1,1 @@
+"""Policies with explicit parameter sets, and the helpers that handle those sets."""

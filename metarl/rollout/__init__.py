@@ -1,0 +1,1 @@
+"""Rollouts: episode batches as plain tensors, the batched sampler and its Ray backend."""
