@@ -110,6 +110,27 @@ def test_batched_env_steps_like_gymnasium_v5(family) -> None:
         assert not alive[2], "the ant started too high should have terminated"
 
 
+def test_terminated_columns_are_no_longer_simulated(monkeypatch) -> None:
+    family = AntDir()
+    env = family.make_vector_env(family.test_tasks(2), 1)
+    env.reset(seed=0)
+    env.state["physics"][1, 2] = 1.4  # too high: unhealthy after one step
+    zero = np.zeros((2, 8), dtype=np.float32)
+    assert env.step(zero)[2].tolist() == [False, True]
+    step = family.physics.step
+    simulated = []
+
+    def recording_step(physics, ctrl, active=None):
+        simulated.append(active.tolist())
+        out = step(physics, ctrl, active)
+        assert np.array_equal(out["physics"][1], physics[1]) and not out["cfrc_ext"][1].any()
+        return out
+
+    monkeypatch.setattr(family.physics, "step", recording_step)
+    env.step(zero)
+    assert simulated == [[True, False]]
+
+
 def test_horizon_is_200_by_registration(family) -> None:
     env = gymnasium.make(family.env_id)
     assert env.spec.max_episode_steps == 200

@@ -91,7 +91,7 @@ class AntFamily(LocomotionFamily):
         self, state: State, action: np.ndarray, params: Params, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
         ctrl = self.controls(action)
-        stepped = self.physics.step(state["physics"], ctrl)
+        stepped = self.physics.step(state["physics"], ctrl, state.get("active"))
         torso_xy = stepped["body_xpos"][:, :2]
         velocity = (torso_xy - state["torso_xy"]) / self.physics.dt
         qpos, qvel = self.physics.qpos(stepped["physics"]), self.physics.qvel(stepped["physics"])

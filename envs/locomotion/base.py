@@ -2,13 +2,15 @@
 
 A family's state is a dict of arrays over the batch: ``physics[B, nq + 2 * nv]`` (see
 :mod:`envs.locomotion.physics`) plus what the robot's observation and reward need from the
-last step. The single env and the batched env both step it through
-:meth:`LocomotionFamily.transition`, so they cannot disagree.
+last step; the batched env adds ``active[B]``, False for the columns it need not simulate.
+The single env and the batched env both step it through :meth:`LocomotionFamily.transition`,
+so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.locomotion.physics import BatchPhysics
-from metarl.array_env import ArrayEnv, ArrayFamily
+from metarl.array_env import ArrayEnv, ArrayFamily, ArrayVectorEnv
 from metarl.rng import BatchRNG
 
 HORIZON = 200
@@ -96,11 +98,34 @@ class LocomotionFamily(ArrayFamily):
     def ctrl_cost(self, ctrl: np.ndarray) -> np.ndarray:
         return self.ctrl_cost_weight * np.sum(np.square(ctrl), axis=-1)
 
+    def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int
+                        ) -> LocomotionVectorEnv:
+        return LocomotionVectorEnv(self, tasks, episodes_per_task)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"threads": self.physics.threads}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
+
+
+class LocomotionVectorEnv(ArrayVectorEnv):
+    """The family's batched env; columns whose episode has terminated are no longer simulated
+    (their steps are masked anyway), which matters for the ant, whose episodes end early."""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+        return super().reset(seed=seed, options=options)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self.state = {**self.state, "active": ~self._ended}
+        result = super().step(actions)
+        self._ended = result[2].copy()  # terminated stays set until the next reset
+        return result
 
 
 class LocomotionEnv(ArrayEnv):

@@ -59,7 +59,7 @@ class HalfCheetahFamily(LocomotionFamily):
         ctrl = self.controls(action)
         physics = self.physics
         x_before = physics.qpos(state["physics"])[:, 0]
-        stepped = physics.step(state["physics"], ctrl)["physics"]
+        stepped = physics.step(state["physics"], ctrl, state.get("active"))["physics"]
         velocity = (physics.qpos(stepped)[:, 0] - x_before) / physics.dt
         reward = self.task_reward(velocity, params) - self.ctrl_cost(ctrl)
         return (

@@ -11,6 +11,7 @@ leaving it out changes a trajectory by ~1e-3 within 100 steps.
 :meth:`BatchPhysics.step` loads each column into a scratch ``MjData``, runs ``frame_skip``
 steps in one ``mj_step`` call and reads the state back; ``mj_step`` releases the GIL, so with
 ``threads > 1`` the columns are split between threads that each own a scratch ``MjData``.
+Columns whose episode has ended can be left out of a step.
 """
 
 from __future__ import annotations
@@ -99,44 +100,43 @@ class BatchPhysics:
         return np.concatenate([qpos, qvel, np.asarray(warmstart, dtype=np.float64)], axis=1)
 
     # --- stepping ----------------------------------------------------------------------------
-    def step(self, physics: np.ndarray, ctrl: np.ndarray) -> dict[str, np.ndarray]:
+    def step(self, physics: np.ndarray, ctrl: np.ndarray, active: np.ndarray | None = None
+             ) -> dict[str, np.ndarray]:
         """``frame_skip`` MuJoCo steps for every column under controls ``ctrl[B, nu]``.
 
         Returns the new ``physics`` and, if requested, ``body_xpos[B, 3]`` and
-        ``cfrc_ext[B, nbody, 6]``.
+        ``cfrc_ext[B, nbody, 6]``. Columns where ``active`` is False are not simulated: their
+        physics is copied through and their extras are zero.
         """
         n = physics.shape[0]
-        out = {"physics": np.empty_like(physics)}
+        out = {"physics": physics.copy() if active is not None else np.empty_like(physics)}
         if self.body >= 0:
-            out["body_xpos"] = np.empty((n, 3))
+            out["body_xpos"] = np.zeros((n, 3))
         if self.contact_forces:
-            out["cfrc_ext"] = np.empty((n, self.model.nbody, 6))
+            out["cfrc_ext"] = np.zeros((n, self.model.nbody, 6))
         ctrl = np.ascontiguousarray(ctrl, dtype=np.float64)
-        if self.threads == 1 or n < 2 * self.threads:
-            self._step_columns(self._data(), physics, ctrl, out, 0, n)
+        columns = np.arange(n) if active is None else np.flatnonzero(active)
+        if self.threads == 1 or len(columns) < 2 * self.threads:
+            self._step_columns(physics, ctrl, out, columns)
             return out
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mujoco")
-        cuts = np.linspace(0, n, self.threads + 1).astype(int)
         jobs = [
-            self._pool.submit(self._step_in_thread, physics, ctrl, out, lo, hi)
-            for lo, hi in zip(cuts[:-1], cuts[1:])
+            self._pool.submit(self._step_columns, physics, ctrl, out, part)
+            for part in np.array_split(columns, self.threads)
         ]
         for job in jobs:
             job.result()
         return out
 
-    def _step_in_thread(self, physics: np.ndarray, ctrl: np.ndarray,
-                        out: dict[str, np.ndarray], lo: int, hi: int) -> None:
-        self._step_columns(self._data(), physics, ctrl, out, lo, hi)
-
-    def _step_columns(self, data: mujoco.MjData, physics: np.ndarray, ctrl: np.ndarray,
-                      out: dict[str, np.ndarray], lo: int, hi: int) -> None:
+    def _step_columns(self, physics: np.ndarray, ctrl: np.ndarray,
+                      out: dict[str, np.ndarray], columns: np.ndarray) -> None:
         model, frame_skip, spec, body = self.model, self.frame_skip, STATE_SPEC, self.body
+        data = self._data()
         new = out["physics"]
         xpos = out.get("body_xpos")
         cfrc = out.get("cfrc_ext")
-        for i in range(lo, hi):
+        for i in columns.tolist():
             mujoco.mj_setState(model, data, physics[i], spec)
             data.ctrl[:] = ctrl[i]
             mujoco.mj_step(model, data, nstep=frame_skip)
