@@ -142,10 +142,6 @@ class LocomotionEnv(ArrayEnv):
     def step_count(self) -> int:
         return len(self.history) - 1
 
-    def current(self, key: str) -> np.ndarray:
-        """Column 0 of a state entry."""
-        return self.state[key][0]
-
 
 def box(shape: tuple[int, ...]) -> gym.spaces.Box:
     """An unbounded float64 observation space, as Gymnasium's MuJoCo envs declare."""
