@@ -189,11 +189,11 @@ class AntDirEnv(AntEnv):
     is `Ant-v5`'s: the same model file (loaded from Gymnasium's assets), frame skip 5
     (0.05 s per step), reset noise, observation and termination; only the reward differs.
 
-    Forward/backward rather than a direction on the circle: it is the MAML paper's task, so
-    its results compare directly; for `direction = 1` the reward is exactly `Ant-v5`'s, so
-    the two tasks are v5's running task and its mirror image; and with two tasks one
-    episode's return already tells which one it is, which isolates the question of how fast
-    a learner adapts from that of how much it must explore (ant-goal asks the latter).
+    Forward/backward rather than a direction on the circle: it is the MAML paper's task; for
+    `direction = 1` the reward is `Ant-v5`'s, so the two tasks are v5's running task and its
+    mirror image; and with two tasks one episode's return already tells
+    which one it is, which separates how fast a learner adapts from how much it must explore
+    (ant-goal asks the latter).
 
     ## Action Space
     `Box(-1, 1, (8,), float32)`: hip and ankle torques; actions outside the box are clipped
@@ -208,7 +208,9 @@ class AntDirEnv(AntEnv):
     `direction * v_x + 1 * healthy - 0.5 * sum(clip(action)^2)
     - 5e-4 * sum(clip(cfrc_ext, -1, 1)^2)`: `v_x` is the torso's x velocity over the step
     (`Ant-v5`'s `info["x_velocity"]`), `healthy` is 1 while the ant is healthy; the weights
-    are v5's.
+    are v5's. The control cost is charged on the action clipped to the box (v5 charges the
+    action as given; the two agree inside the box), so for `direction = 1` and actions inside
+    the box this is exactly `Ant-v5`'s reward.
 
     ## Starting State
     v5's: positions `init_qpos + U(-0.1, 0.1)`, velocities `0.1 * N(0, 1)`.
@@ -297,7 +299,8 @@ class AntGoalEnv(AntEnv):
     The MAML code draws goals in the square [-3, 3]^2 and PEARL in the disc of radius 3; both
     use the L1 distance. The MAML code's other terms are those of its ant-direction task
     (rllab's model and 125 observations, control cost `0.005 * sum((a / 150)^2)`, survive
-    0.05, same termination); PEARL does not terminate and charges `0.1 * sum(a^2)`.
+    0.05, same termination); PEARL does not terminate, has no survive term and charges
+    `0.1 * sum(a^2)`.
 
     ## Rendering
     A fixed top view of the floor with the disc of training goals, the goal (green), the

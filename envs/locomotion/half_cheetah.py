@@ -140,7 +140,9 @@ class HalfCheetahVelEnv(HalfCheetahEnv):
     ## Rewards
     `-|v - target| - 0.1 * sum(clip(action)^2)`, where `v` is the forward velocity over the
     step, `(x_after - x_before) / 0.05`, as `HalfCheetah-v5` computes it (`info["x_velocity"]`),
-    and 0.1 is v5's control cost weight.
+    and 0.1 is v5's control cost weight. The cost is charged on the action clipped to the box
+    (v5 charges the action as given; the two agree inside the box): what lies outside has no
+    effect on the robot, and a Gaussian policy's samples often do.
 
     ## Starting State
     v5's: positions `init_qpos + U(-0.1, 0.1)`, velocities `0.1 * N(0, 1)`.
@@ -199,8 +201,8 @@ class HalfCheetahDirEnv(HalfCheetahEnv):
 
     ## Rewards
     `direction * v - 0.1 * sum(clip(action)^2)` with `v` the forward velocity over the step
-    (`HalfCheetah-v5`'s `info["x_velocity"]`). For `direction = 1` this is exactly
-    `HalfCheetah-v5`'s reward.
+    (`HalfCheetah-v5`'s `info["x_velocity"]`). For `direction = 1` and actions inside the box
+    this is exactly `HalfCheetah-v5`'s reward (the cost is charged on the clipped action).
 
     ## Starting State
     v5's: positions `init_qpos + U(-0.1, 0.1)`, velocities `0.1 * N(0, 1)`.
