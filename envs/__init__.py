@@ -2,8 +2,6 @@
 them all. The MuJoCo locomotion families need the optional extra (``pip install -e
 ".[mujoco]"``); without it they are listed as unavailable."""
 
-import importlib.util
-
 from metarl.envs import (  # noqa: F401
     bandit,
     cartpole,
@@ -13,5 +11,12 @@ from metarl.envs import (  # noqa: F401
     tabular_mdp,
 )
 
-if importlib.util.find_spec("mujoco") is not None:
+from metarl.registry import register_unavailable
+
+try:
     from metarl.envs import locomotion  # noqa: F401
+except ModuleNotFoundError as error:
+    if error.name != "mujoco":  # only the missing extra itself; any other error shows
+        raise
+    register_unavailable(("halfcheetah-vel", "halfcheetah-dir", "ant-dir", "ant-goal"),
+                         "needs MuJoCo: pip install -e '.[mujoco]'")

@@ -130,6 +130,8 @@ def _families(args: argparse.Namespace) -> None:
         splits = ", ".join(family.splits)
         print(f"{name:16s} {family.env_id:28s} horizon {family.max_episode_steps:4d}  "
               f"splits: {splits}")
+    for name, reason in registry.unavailable_families().items():
+        print(f"{name:16s} unavailable: {reason}")
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -22,6 +22,8 @@ FamilyFactory = Callable[[], TaskFamily]
 
 _FAMILIES: dict[str, FamilyFactory] = {}
 _LEARNERS: dict[str, type] = {}
+_UNAVAILABLE: dict[str, str] = {}
+"""Families that cannot load here, with the reason (e.g. an optional dependency)."""
 _plugins_loaded = False
 
 
@@ -58,6 +60,18 @@ def register_family(name: str, factory: FamilyFactory, **kwargs: Any) -> None:
         )
 
 
+def register_unavailable(names: tuple[str, ...], reason: str) -> None:
+    """List ``names`` as families that cannot be used here, and why (say how to fix it)."""
+    for name in names:
+        _UNAVAILABLE.setdefault(name, reason)
+
+
+def unavailable_families() -> dict[str, str]:
+    """Families listed as unavailable, with the reason, by name."""
+    load_plugins()
+    return {name: reason for name, reason in _UNAVAILABLE.items() if name not in _FAMILIES}
+
+
 def _make_env(name: str, task: Any = None, render_mode: str | None = None) -> gym.Env:
     return get_family(name).make_unlimited_env(task, render_mode=render_mode)
 
@@ -73,6 +87,8 @@ def get_family(name: str) -> TaskFamily:
             raise ConfigError(f"cannot load task family {name!r}: {error}") from None
         return obj() if isinstance(obj, type) else obj
     load_plugins()
+    if name in _UNAVAILABLE and name not in _FAMILIES:
+        raise ConfigError(f"task family {name!r} {_UNAVAILABLE[name]}")
     if name not in _FAMILIES:
         raise ConfigError(
             f"unknown task family {name!r}; registered: {', '.join(family_names())}"

@@ -284,3 +284,23 @@ def test_without_mujoco_the_other_families_still_load() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_without_mujoco_the_families_are_listed_as_unavailable(tmp_path):
+    """With mujoco missing, every other family works and these four say how to install it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['mujoco'] = None\n"
+        "from metarl.cli import main\n"
+        "assert main(['families']) == 0\n"
+        "assert main(['train', '--family', 'ant-dir', '--out', 'x']) == 2\n"
+        "import metarl; assert 'navigation2d' in metarl.family_names()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ant-dir          unavailable: needs MuJoCo: pip install -e '.[mujoco]'" in done.stdout
+    assert "task family 'ant-dir' needs MuJoCo" in done.stderr
+    assert not (tmp_path / "x").exists()

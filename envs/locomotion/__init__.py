@@ -2,17 +2,12 @@
 and ant-goal.
 
 Each runs Gymnasium's v5 model (``HalfCheetah-v5``, ``Ant-v5``) with the task in the reward.
-MuJoCo is an optional dependency: without it, importing this package raises ImportError and
-the other families are unaffected.
+MuJoCo is an optional dependency: without it, importing this package raises
+``ModuleNotFoundError`` for ``mujoco``, and :mod:`metarl.envs` lists the four families as
+unavailable with the install command.
 """
 
-try:
-    import mujoco  # noqa: F401
-except ImportError as error:
-    raise ImportError(
-        "the locomotion families need MuJoCo: pip install 'metarl[mujoco]'"
-    ) from error
-
+import mujoco  # noqa: F401  (the optional dependency: fail here, by name, without it)
 from metarl.envs.locomotion.ant import AntDir, AntGoal, GoalTask
 from metarl.envs.locomotion.base import DirectionTask
 from metarl.envs.locomotion.half_cheetah import HalfCheetahDir, HalfCheetahVel, VelocityTask
