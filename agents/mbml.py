@@ -1,30 +1,45 @@
-"""MBML: model-based meta-learning (article section 2).
+"""MBML: model-based meta-learning (article section 2), adaptation from few real episodes.
 
 The article's "meta-learning model that stores model parameters and training strategies" is a
-learned model of the environment, ``f_phi(s, a) -> (s' - s, r, termination logit)``, an
-ensemble of small MLPs, meta-trained across tasks (MAML on the model loss) so that a few
-gradient steps on a handful of real transitions adapt it to a task.
+learned model of the task family, ``f(s, a, z) -> (s' - s, r, termination)``: what all tasks
+share lives in its weights, what differs between tasks in a small task latent ``z``
+(``--latent-size`` numbers). The model is Gaussian in the observation change and the reward
+(a mean and a standard deviation each) and Bernoulli in termination.
 
 Notation of the article: theta_0 the policy's meta-parameters, theta_t the policy adapted to
-task t, alpha the inner step size (``--inner-lr``); phi_0 the model's meta-parameters, phi_t the
-model adapted to task t, alpha_m its step size (``--model-inner-lr``), L the model loss.
+task t, alpha the inner step size (``--inner-lr``); phi the model's weights, z_t task t's
+latent, eta the latent step sizes (meta-learned, one per latent dimension), L the model loss
+(negative log-likelihood of transitions).
 
-Adaptation to task t:
+Adapting to task t:
 
 1. sample ``--real-episodes`` real episodes D_t with theta_0;
-2. ``phi_t = phi_0 - alpha_m grad L(phi_0; D_t)`` (``--model-inner-steps`` times);
-3. roll out ``--imagined-episodes`` episodes with theta_0 in the model phi_t (a batched env run
-   by the ordinary :class:`metarl.rollout.sampler.Sampler`);
-4. ``theta_t = theta_0 + alpha grad J_t^model(theta_0)``: the policy-gradient inner step
-   (:func:`metarl.learn.surrogates.policy_gradient_step`) on the imagined episodes.
+2. infer the task latent by ``--latent-steps`` gradient steps on z alone (CAVIA-style):
+   ``z <- z - eta * grad_z L(phi, z; D_t)``, from the meta-learned ``z_0``;
+3. roll out ``--imagined-episodes`` episodes per task with theta_0 in the model with ``z_t``
+   (itself a batched env, run by the ordinary :class:`metarl.rollout.sampler.Sampler`);
+4. ``theta_t = theta_0 + alpha grad J_t^model(theta_0)``: the policy-gradient inner step on
+   the imagined episodes.
 
-Meta-updates, per iteration, on fresh real episodes D'_t sampled with theta_t:
+Meta-training, per iteration, on fresh real episodes D'_t sampled with theta_t:
 
-- policy: ``theta_0 <- argmax E_t[J_t(theta_t)]`` through the inner step, with MAML's outer
-  optimisers (TRPO by default, see :mod:`metarl.agents.maml`);
-- model: ``phi_0 <- phi_0 - Adam(grad_phi_0 E_t[L(phi_t; D'_t)])``, second order through the
-  model's adaptation, so the model learns to adapt from theta_0's episodes to predict what
-  the adapted policy meets.
+- policy: ``theta_0 <- argmax E_t[J_t(theta_t)]`` through the imagined inner step, with MAML's
+  outer optimisers (TRPO by default, see :mod:`metarl.agents.maml`);
+- model: ``phi, z_0, eta <- Adam(grad E_t[L(phi, z_t; D'_t) + L(phi, z_t; D_t)])`` with z_t
+  inferred from D_t and differentiated through (second order in the few latent steps): the
+  latent inferred from theta_0's episodes must predict the episodes of the adapted policy,
+  which go where theta_0's do not. Each iteration adds its (D_t, D'_t) pairs to a buffer of
+  the last ``--model-buffer`` iterations, which the model trains on.
+
+``--model oracle`` puts the family's true dynamics in the model's place (the imagined
+episodes are real episodes of the same tasks, sampled with theta_0): MBML then is MAML with
+``--imagined-episodes`` inner episodes, which separates "the model is wrong" from "the
+imagined step is wrong".
+
+Every iteration logs the model's errors on the post-adaptation real transitions, with the
+prior latent ``z_0`` and with the inferred ``z_t`` (``model_reward_error[_prior]``,
+``model_transition_error[_prior]``: mean squared errors of the mean prediction in the
+family's own units), before the model trains on them.
 
 The point is test-time sample efficiency: adaptation uses ``--real-episodes`` real episodes per
 task (default 5) where MAML uses ``--episodes-per-task`` (20).
@@ -42,57 +57,113 @@ import torch
 from metarl.agents.maml import MAML, MAMLOptions
 from torch import Tensor, nn
 
-from metarl.config import option
+from metarl.config import ConfigError, option
 from metarl.family.vector import BatchedEnv
 from metarl.learn.learner import Episodes, Rollouts, Timer
+from metarl.learn.surrogates import inner_gradient
 from metarl.policies.params import Params, detach_params, per_task
 from metarl.registry import register_learner
 from metarl.rollout.episodes import EpisodeBatch
 from metarl.rollout.sampler import Sampler
 
+MIN_LOG_STD, MAX_LOG_STD = -7.0, 2.0
+"""Bounds of the model's predicted log standard deviations (standardised units)."""
+
 
 @dataclass(frozen=True)
 class MBMLOptions(MAMLOptions):
-    real_episodes: int = option(5, "real episodes per task, sampled with theta_0, that adapt "
-                                   "the model", min=1)
-    imagined_episodes: int = option(20, "episodes per task imagined in the adapted model", min=1)
-    ensemble_size: int = option(5, "members of the dynamics-and-reward model ensemble", min=1)
-    model_hidden: tuple[int, ...] = option((32, 32), "model hidden layer sizes", min=1)
-    model_lr: float = option(5e-3, "model meta-optimiser: Adam step size", above=0.0)
-    model_inner_lr: float = option(0.1, "model adaptation step size alpha_m", above=0.0)
-    model_inner_steps: int = option(2, "model adaptation gradient steps", min=1)
-    model_epochs: int = option(5, "model meta-training steps per meta-iteration", min=1)
-    model_query_episodes: int = option(
-        5, "post-adaptation real episodes per task that score the adapted model", min=1
-    )
+    real_episodes: int = option(5, "real episodes per task, sampled with theta_0, from which "
+                                   "the task latent is inferred", min=1)
+    imagined_episodes: int = option(20, "episodes per task imagined in the model for the inner "
+                                        "step", min=1)
+    model: str = option("learned", "'learned' latent model, or 'oracle': the family's true "
+                        "dynamics in its place (a check of the imagined step)",
+                        choices=("learned", "oracle"))
+    latent_size: int = option(8, "numbers in the task latent z", min=1)
+    model_hidden: tuple[int, ...] = option((128, 128), "model hidden layer sizes", min=1)
+    model_lr: float = option(1e-3, "model optimiser: Adam step size", above=0.0)
+    model_epochs: int = option(40, "model training steps per meta-iteration", min=1)
+    model_buffer: int = option(10, "meta-iterations of real episodes the model trains on",
+                               min=1)
+    model_query_episodes: int = option(5, "post-adaptation real episodes per task kept for "
+                                          "training the model", min=1)
+    model_batch: int = option(256, "transitions per task in each model training step (for "
+                                   "the latent steps, and again for the loss)", min=1)
+    imagine_mean: bool = option(False, "imagine with the model's mean prediction instead of "
+                                       "sampling from it")
 
 
 @dataclass
 class Transitions:
     """Grouped transitions of an episode batch: ``[n_tasks, N, ...]``, N = T * episodes."""
 
-    inputs: Tensor  # [n, N, obs_dim + action_features]
+    obs: Tensor  # [n, N, obs_dim]
+    actions: Tensor  # [n, N, act_dim] or [n, N]
     delta: Tensor  # [n, N, obs_dim] next observation minus observation
     reward: Tensor  # [n, N]
     terminated: Tensor  # [n, N] 1 where the episode ended after this step
-    mask: Tensor  # [n, N] step happened
+    mask: Tensor  # [n, N] the step happened
     next_mask: Tensor  # [n, N] a next observation exists
     end_mask: Tensor  # [n, N] termination is known (step happened, not the horizon's last)
 
+    @classmethod
+    def of(cls, episodes: EpisodeBatch) -> Transitions:
+        obs, mask = episodes.observations, episodes.mask
+        next_mask = torch.cat([mask[1:], torch.zeros_like(mask[:1])])
+        known_end = mask.clone()
+        known_end[-1] = 0.0  # the horizon truncates, it does not terminate
+        delta = torch.cat([obs[1:] - obs[:-1], torch.zeros_like(obs[:1])]) * next_mask[..., None]
+        group = episodes.group
+        return cls(
+            obs=group(obs), actions=group(episodes.actions), delta=group(delta),
+            reward=group(episodes.rewards), terminated=group(known_end * (1.0 - next_mask)),
+            mask=group(mask), next_mask=group(next_mask), end_mask=group(known_end),
+        )
 
-class DynamicsModel(nn.Module):
-    """An ensemble of MLPs ``(s, a) -> (s' - s, r, termination logit)`` with explicit parameters.
+    def subsample(self, count: int, generator: torch.Generator) -> Transitions:
+        """``count`` of each task's transitions (the same positions for every task), drawn
+        with ``generator``; all of them when there are no more."""
+        total = self.obs.shape[1]
+        if count >= total:
+            return self
+        index = torch.randperm(total, generator=generator, device=generator.device)[:count]
+        index = index.to(self.obs.device)
+        return Transitions(*(value[:, index] for value in vars(self).values()))
 
-    Parameters (:meth:`parameters_dict`) carry a leading ensemble dimension ``E``; per-task
-    parameters add ``n_tasks`` before it, like per-task policies (:mod:`metarl.policies`).
-    Inputs and targets are standardised with statistics fitted once on the first real data
-    (buffers, saved with the model). Box actions are clipped to their bounds, Discrete actions
+    def cat(self, other: Transitions) -> Transitions:
+        """Both sets of transitions, task by task (same tasks, more transitions each)."""
+        return Transitions(*(torch.cat([a, b], dim=1) for a, b in
+                             zip(vars(self).values(), vars(other).values(), strict=True)))
+
+
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per task, ``[n]``: the mean of ``x`` ``[n, N]`` over the entries where ``mask`` is 1."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+class LatentModel(nn.Module):
+    """``(s, a, z) -> (s' - s, r, termination logit)``, shared by all tasks of a family.
+
+    The latent enters linearly: a trunk MLP of ``(s, a)`` gives, for every target (the
+    observation change and the reward, standardised), a row ``w(s, a)`` and an offset
+    ``b(s, a)``, and predicts ``w . z + b`` with one noise level per target (the same for
+    every state: a noise level per state could explain a task's structure away as noise);
+    the termination logit is linear in ``z`` too. So the loss of a task's transitions is
+    quadratic in ``z``, and the gradient steps on ``z`` alone converge to a closed form: the
+    posterior mean of Bayesian linear regression under a Gaussian prior ``N(z_0, Lambda_0^-1)``
+    (as ALPaCA does). :meth:`infer` takes it, for every task in one batched solve;
+    ``z_0`` and ``Lambda_0`` are meta-learned with the weights.
+
+    Inputs and targets are standardised with statistics of the real transitions the model
+    trains on, refitted before every training round (buffers, saved with the model): the
+    policy's episodes narrow as it learns, and the model must resolve the differences within
+    a task, not only across tasks. Box actions are clipped to their bounds, Discrete actions
     one-hot encoded.
     """
 
     def __init__(
-        self, observation_space: gym.spaces.Box, action_space: gym.Space,
-        hidden_sizes: Sequence[int], ensemble_size: int,
+        self, observation_space: gym.spaces.Box, action_space: gym.Space, latent_size: int,
+        hidden_sizes: Sequence[int],
     ) -> None:
         super().__init__()
         self.obs_dim = int(observation_space.shape[0])
@@ -103,49 +174,30 @@ class DynamicsModel(nn.Module):
             self.action_dim = int(action_space.shape[0])
             self.register_buffer("action_low", torch.as_tensor(action_space.low).float())
             self.register_buffer("action_high", torch.as_tensor(action_space.high).float())
-        sizes = [self.obs_dim + self.action_dim, *hidden_sizes, self.obs_dim + 2]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            weight = torch.empty(ensemble_size, fan_out, fan_in)
-            for member in weight:
-                nn.init.xavier_uniform_(member)
-            self.weights.append(nn.Parameter(weight))
-            self.biases.append(nn.Parameter(torch.zeros(ensemble_size, fan_out)))
-        self.register_buffer("input_mean", torch.zeros(sizes[0]))
-        self.register_buffer("input_std", torch.ones(sizes[0]))
-        self.register_buffer("target_mean", torch.zeros(self.obs_dim + 1))
-        self.register_buffer("target_std", torch.ones(self.obs_dim + 1))
+        self.latent_size = latent_size
+        self.targets = self.obs_dim + 1  # observation change and reward
+        features = self.obs_dim + self.action_dim
+        outputs = (self.targets + 1) * (latent_size + 1)
+        sizes = [features, *hidden_sizes]
+        self.trunk = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = nn.Linear(sizes[-1], outputs)
+        self.latent_init = nn.Parameter(torch.zeros(latent_size))
+        self.prior_log_precision = nn.Parameter(torch.zeros(latent_size))
+        self.log_noise = nn.Parameter(torch.zeros(self.targets))
+        self.register_buffer("input_mean", torch.zeros(features))
+        self.register_buffer("input_std", torch.ones(features))
+        self.register_buffer("target_mean", torch.zeros(self.targets))
+        self.register_buffer("target_std", torch.ones(self.targets))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
-    @property
-    def ensemble_size(self) -> int:
-        return self.weights[0].shape[-3]
-
-    def parameters_dict(self) -> Params:
-        return dict(self.named_parameters())
-
+    # --- inputs and outputs -------------------------------------------------------------------
     def action_features(self, actions: Tensor) -> Tensor:
         if self.discrete:
             return nn.functional.one_hot(actions.long(), self.action_dim).float()
         return torch.maximum(torch.minimum(actions.float(), self.action_high), self.action_low)
 
-    def transitions(self, episodes: EpisodeBatch) -> Transitions:
-        obs, mask = episodes.observations, episodes.mask
-        next_mask = torch.cat([mask[1:], torch.zeros_like(mask[:1])])
-        known_end = mask.clone()
-        known_end[-1] = 0.0  # the horizon truncates, it does not terminate
-        inputs = torch.cat([obs, self.action_features(episodes.actions)], dim=-1)
-        delta = torch.cat([obs[1:] - obs[:-1], torch.zeros_like(obs[:1])]) * next_mask[..., None]
-        group = episodes.group
-        return Transitions(
-            inputs=group(inputs), delta=group(delta), reward=group(episodes.rewards),
-            terminated=group(known_end * (1.0 - next_mask)), mask=group(mask),
-            next_mask=group(next_mask), end_mask=group(known_end),
-        )
-
     def fit_normaliser(self, data: Transitions) -> None:
-        """Fix the standardisation statistics from ``data`` (once, on the first real batch)."""
+        """Set the standardisation statistics from ``data``."""
 
         def moments(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
             x, weight = x.reshape(-1, x.shape[-1]), mask.reshape(-1, 1)
@@ -154,246 +206,328 @@ class DynamicsModel(nn.Module):
             return mean, var.sqrt().clamp(min=1e-3)
 
         with torch.no_grad():
-            self.input_mean, self.input_std = moments(data.inputs, data.mask)
+            inputs = torch.cat([data.obs, self.action_features(data.actions)], dim=-1)
+            self.input_mean, self.input_std = moments(inputs, data.mask)
             delta_mean, delta_std = moments(data.delta, data.next_mask)
             reward_mean, reward_std = moments(data.reward[..., None], data.mask)
             self.target_mean = torch.cat([delta_mean, reward_mean])
             self.target_std = torch.cat([delta_std, reward_std])
             self.fitted.fill_(True)
 
-    def forward(self, params: Params, inputs: Tensor) -> Tensor:
-        """Standardised outputs ``[n, E, N, obs_dim + 2]`` for inputs ``[n, N, in]`` and
-        per-task parameters."""
-        x = ((inputs - self.input_mean) / self.input_std).unsqueeze(1)
-        last = len(self.weights) - 1
-        for i in range(last + 1):
-            x = x @ params[f"weights.{i}"].transpose(-1, -2) + params[f"biases.{i}"].unsqueeze(-2)
-            if i < last:
-                x = torch.relu(x)
-        return x
+    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """For grouped ``obs`` ``[n, N, obs_dim]`` and actions: the rows ``w`` and offsets
+        ``b`` ``[n, N, targets + 1, latent + 1]`` (``w`` then ``b`` in the last dimension;
+        the last target is the termination logit) of the standardised targets."""
+        inputs = torch.cat([obs, self.action_features(actions)], dim=-1)
+        x = (inputs - self.input_mean) / self.input_std
+        for layer in self.trunk:
+            x = torch.relu(layer(x))
+        return self.head(x).unflatten(-1, (self.targets + 1, self.latent_size + 1))
 
-    def loss(self, params: Params, data: Transitions) -> Tensor:
-        """Model loss per task and member, ``[n_tasks, E]``: squared error of the standardised
-        observation change and reward, plus the termination cross-entropy."""
-        out = self(params, data.inputs)
-        targets = (torch.cat([data.delta, data.reward[..., None]], dim=-1) - self.target_mean)
-        targets = (targets / self.target_std).unsqueeze(1)
-        errors = (out[..., :-1] - targets) ** 2
+    @property
+    def noise_log_std(self) -> Tensor:
+        """Log standard deviation of each standardised target's noise, ``[targets]``."""
+        return self.log_noise.clamp(MIN_LOG_STD, MAX_LOG_STD)
 
-        def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-            mask = mask.unsqueeze(1)
-            return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    def _standardised(self, data: Transitions) -> tuple[Tensor, Tensor]:
+        """Targets ``[n, N, targets]`` and their masks."""
+        targets = torch.cat([data.delta, data.reward[..., None]], dim=-1)
+        masks = torch.cat([data.next_mask[..., None].expand_as(data.delta),
+                           data.mask[..., None]], dim=-1)
+        return (targets - self.target_mean) / self.target_std, masks
 
+    def prior_latent(self, n_tasks: int) -> Tensor:
+        return self.latent_init.expand(n_tasks, -1)
+
+    def infer(self, data: Transitions) -> Tensor:
+        """Each task's latent, ``[n, latent_size]``: the minimiser over z of the task's
+        Gaussian loss on ``data`` plus the prior's, by one batched linear solve
+        (differentiable in the model)."""
+        linear = self(data.obs, data.actions)
+        targets, masks = self._standardised(data)
+        rows, offsets = linear[..., :-1, :-1], linear[..., :-1, -1]  # [n, N, T, d], [n, N, T]
+        weight = masks * torch.exp(-2 * self.noise_log_std)
+        precision = self.prior_log_precision.exp()
+        system = torch.einsum("nktd,nkt,nkte->nde", rows, weight, rows)
+        system = system + torch.diag_embed(precision.expand(system.shape[0], -1))
+        moment = torch.einsum("nktd,nkt->nd", rows, weight * (targets - offsets))
+        moment = moment + precision * self.latent_init
+        return torch.linalg.solve(system, moment)
+
+    def _predict_standardised(
+        self, obs: Tensor, actions: Tensor, latent: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        z = torch.cat([latent, torch.ones_like(latent[:, :1])], dim=-1)  # [n, d + 1]
+        out = torch.einsum("nkte,ne->nkt", self(obs, actions), z)
+        return out[..., :-1], out[..., -1]
+
+    def loss(self, latent: Tensor, data: Transitions) -> Tensor:
+        """Per task, ``[n]``: the negative log-likelihood of the transitions (standardised
+        Gaussian observation change and reward, Bernoulli termination) under ``latent``."""
+        mean, logit = self._predict_standardised(data.obs, data.actions, latent)
+        targets, _ = self._standardised(data)
+        log_std = self.noise_log_std
+        nll = 0.5 * ((targets - mean) / log_std.exp()) ** 2 + log_std
         termination = nn.functional.binary_cross_entropy_with_logits(
-            out[..., -1], data.terminated.unsqueeze(1).expand_as(out[..., -1]), reduction="none"
+            logit, data.terminated, reduction="none"
         )
         return (
-            masked_mean(errors[..., :-1].mean(-1), data.next_mask)
-            + masked_mean(errors[..., -1], data.mask)
-            + masked_mean(termination, data.end_mask)
+            _masked_mean(nll[..., :-1].mean(-1), data.next_mask)
+            + _masked_mean(nll[..., -1], data.mask)
+            + _masked_mean(termination, data.end_mask)
         )
 
-    def predict(
-        self, params: Params, obs: Tensor, actions: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Next observation, reward and termination logit, each ``[n, E, N, ...]``, for grouped
-        observations ``[n, N, obs_dim]`` and actions."""
-        inputs = torch.cat([obs, self.action_features(actions)], dim=-1)
-        out = self(params, inputs)
-        change = out[..., :-1] * self.target_std + self.target_mean
-        return obs.unsqueeze(1) + change[..., :-1], change[..., -1], out[..., -1]
+    def predict(self, obs: Tensor, actions: Tensor, latent: Tensor) -> tuple[Tensor, ...]:
+        """Mean and standard deviation of the next observation and of the reward, and the
+        termination logit, in the family's units (grouped inputs, per-task latents)."""
+        mean, logit = self._predict_standardised(obs, actions, latent)
+        mean = mean * self.target_std + self.target_mean
+        std = (self.noise_log_std.exp() * self.target_std).expand_as(mean)
+        return obs + mean[..., :-1], std[..., :-1], mean[..., -1], std[..., -1], logit
+
+    @torch.no_grad()
+    def errors(self, latent: Tensor, data: Transitions) -> tuple[float, float]:
+        """Mean squared errors of the predicted mean reward and observation change (in the
+        family's units) over the transitions of ``data``."""
+        next_obs, _, reward, _, _ = self.predict(data.obs, data.actions, latent)
+        reward_error = ((reward - data.reward) ** 2 * data.mask).sum() / data.mask.sum()
+        delta_error = ((next_obs - data.obs - data.delta) ** 2).mean(-1)
+        transition_error = (delta_error * data.next_mask).sum() / data.next_mask.sum().clamp(1)
+        return float(reward_error), float(transition_error)
 
 
 class ModelEnv(BatchedEnv):
-    """A meta-trained model adapted to ``n_tasks`` tasks, as a batched env.
+    """The model with each task's latent, as a batched env.
 
-    Semantics of :mod:`metarl.vector`: column ``b`` belongs to task ``b // episodes_per_task``
-    and steps that task's adapted model; at reset each column draws one ensemble member for the
-    whole episode and a start observation among the task's real ones. Terminations are the
-    model's (logit > 0); a terminated column stays terminated with reward 0.
+    Semantics of :mod:`metarl.family.vector`: column ``b`` belongs to task
+    ``b // episodes_per_task``; at reset each column starts from one of its task's real start
+    observations. Steps sample the model's Gaussian (or take its mean); terminations are the
+    model's (logit > 0), and a terminated column stays terminated with reward 0.
     """
 
     def __init__(
-        self, model: DynamicsModel, params: Params, start_observations: Tensor,
+        self, model: LatentModel, latent: Tensor, start_observations: Tensor,
         episodes_per_task: int, horizon: int, observation_space: gym.spaces.Box,
-        action_space: gym.Space,
+        action_space: gym.Space, use_mean: bool = False,
     ) -> None:
         self.model = model
-        self.params = params
+        self.latent = latent  # [n_tasks, latent_size]
         self.starts = start_observations  # [n_tasks, S, obs_dim]
         self.n_tasks = start_observations.shape[0]
         self.episodes_per_task = episodes_per_task
         self.horizon = horizon
+        self.use_mean = use_mean
         self._set_spaces(self.n_tasks * episodes_per_task, observation_space, action_space)
         device = start_observations.device
         self.low = torch.as_tensor(observation_space.low, device=device).float()
         self.high = torch.as_tensor(observation_space.high, device=device).float()
-        self._obs = torch.zeros(self.num_envs, model.obs_dim, device=device)
-        self._member = torch.zeros(self.n_tasks, episodes_per_task, dtype=torch.long)
+        self.generator = torch.Generator(device=device)
+        self._obs = torch.zeros(self.n_tasks, episodes_per_task, model.obs_dim, device=device)
         self._done = np.zeros(self.num_envs, dtype=bool)
         self._t = 0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        rng = np.random.default_rng(seed)
-        shape = (self.n_tasks, self.episodes_per_task)
-        start = torch.as_tensor(rng.integers(self.starts.shape[1], size=shape))
-        self._member = torch.as_tensor(rng.integers(self.model.ensemble_size, size=shape))
-        tasks = torch.arange(self.n_tasks)[:, None]
-        self._obs = self.starts[tasks, start].reshape(self.num_envs, -1).clone()
+        seed = int(np.random.default_rng().integers(2**62)) if seed is None else seed
+        self.generator.manual_seed(seed)
+        device = self.starts.device
+        start = torch.randint(self.starts.shape[1], (self.n_tasks, self.episodes_per_task),
+                              generator=self.generator, device=device)
+        tasks = torch.arange(self.n_tasks, device=device)[:, None]
+        self._obs = self.starts[tasks, start].clone()
         self._done = np.zeros(self.num_envs, dtype=bool)
         self._t = 0
-        return self._obs.cpu().numpy(), {}
+        return self._obs.reshape(self.num_envs, -1).cpu().numpy(), {}
 
     @torch.no_grad()
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        shape = (self.n_tasks, self.episodes_per_task)
         device = self._obs.device
-        action = torch.as_tensor(np.asarray(actions), device=device).reshape(*shape, -1)
-        if self.model.discrete:
-            action = action.squeeze(-1)
-        next_obs, reward, logit = self.model.predict(
-            self.params, self._obs.reshape(*shape, -1), action
+        action = torch.as_tensor(np.asarray(actions), device=device)
+        action = action.reshape(self.n_tasks, self.episodes_per_task, *action.shape[1:])
+        next_obs, obs_std, reward, reward_std, logit = self.model.predict(
+            self._obs, action, self.latent
         )
-        tasks = torch.arange(self.n_tasks)[:, None]
-        episodes = torch.arange(self.episodes_per_task)[None, :]
-        member = self._member
-        next_obs = next_obs[tasks, member, episodes].reshape(self.num_envs, -1)
+        if not self.use_mean:
+            next_obs = next_obs + obs_std * torch.randn(
+                next_obs.shape, generator=self.generator, device=device)
+            reward = reward + reward_std * torch.randn(
+                reward.shape, generator=self.generator, device=device)
         next_obs = torch.maximum(torch.minimum(next_obs, self.high), self.low)
-        done = torch.as_tensor(self._done, device=device)
-        self._obs = torch.where(done[:, None], self._obs, next_obs)
-        reward_np = reward[tasks, member, episodes].reshape(-1).double().cpu().numpy()
-        terminated = (logit[tasks, member, episodes].reshape(-1) > 0).cpu().numpy()
-        reward_np = np.where(self._done, 0.0, reward_np)
-        self._done = self._done | terminated
+        done = torch.as_tensor(self._done, device=device).view(self.n_tasks, -1, 1)
+        self._obs = torch.where(done, self._obs, next_obs)
+        reward_np = np.where(self._done, 0.0, reward.reshape(-1).double().cpu().numpy())
+        self._done = self._done | (logit.reshape(-1) > 0).cpu().numpy()
         self._t += 1
         truncated = np.full(self.num_envs, self._t >= self.horizon) & ~self._done
-        return self._obs.cpu().numpy(), reward_np, self._done.copy(), truncated, {}
+        return self._obs.reshape(self.num_envs, -1).cpu().numpy(), reward_np, \
+            self._done.copy(), truncated, {}
 
 
 class ImaginedTasks:
-    """Adapted models in the place of a task family, for :class:`metarl.rollout.sampler.Sampler`.
-
-    The sampler asks a family only for ``make_vector_env(tasks, episodes_per_task)`` and
-    ``max_episode_steps``; here a task is the index of an adapted model in ``params``.
-    """
+    """The model with inferred latents in the place of a task family, for the sampler
+    (:class:`metarl.rollout.sampler.EnvSource`); a task is the index of its latent."""
 
     def __init__(
-        self, model: DynamicsModel, params: Params, start_observations: Tensor, horizon: int,
-        observation_space: gym.spaces.Box, action_space: gym.Space,
+        self, model: LatentModel, latent: Tensor, start_observations: Tensor, horizon: int,
+        observation_space: gym.spaces.Box, action_space: gym.Space, use_mean: bool,
     ) -> None:
         self.model = model
-        self.params = params
+        self.latent = latent
         self.starts = start_observations
         self.max_episode_steps = horizon
         self.observation_space = observation_space
         self.action_space = action_space
+        self.use_mean = use_mean
 
     def make_vector_env(self, tasks: Sequence[int], episodes_per_task: int) -> ModelEnv:
         index = torch.as_tensor(list(tasks), dtype=torch.long, device=self.starts.device)
         return ModelEnv(
-            self.model, {key: value[index] for key, value in self.params.items()},
-            self.starts[index], episodes_per_task, self.max_episode_steps,
-            self.observation_space, self.action_space,
+            self.model, self.latent[index], self.starts[index], episodes_per_task,
+            self.max_episode_steps, self.observation_space, self.action_space, self.use_mean,
         )
 
 
 @register_learner("mbml")
 class MBML(MAML):
     Options = MBMLOptions
-
     phases = ("sampling", "inner", "outer", "model")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.observation_space = self.family.observation_space
-        self.action_space = self.family.action_space
+        if not isinstance(self.family.observation_space, gym.spaces.Box) or len(
+            self.family.observation_space.shape
+        ) != 1:
+            raise ConfigError(f"mbml needs a flat Box observation space; family "
+                              f"{self.family.name!r} has {self.family.observation_space}")
         options = self.options
-        self.model = DynamicsModel(
-            self.observation_space, self.action_space, options.model_hidden,
-            options.ensemble_size,
+        self.model = LatentModel(
+            self.family.observation_space, self.family.action_space, options.latent_size,
+            options.model_hidden,
         ).to(self.device)
         self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=options.model_lr)
+        self.buffer: list[tuple[EpisodeBatch, EpisodeBatch]] = []
+        """(support, query) real episodes of recent iterations, oldest first."""
 
-    # --- the model ----------------------------------------------------------------------------
-    def adapt_model(self, data: Transitions, create_graph: bool = False) -> Params:
-        """phi_t for every task: ``--model-inner-steps`` gradient steps from phi_0 on ``data``."""
-        params = per_task(self.model.parameters_dict(), data.inputs.shape[0])
-        for _ in range(self.options.model_inner_steps):
-            loss = self.model.loss(params, data).sum()
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-            params = {
-                key: value - self.options.model_inner_lr * grad
-                for (key, value), grad in zip(params.items(), grads, strict=True)
-            }
-        return params
-
-    def train_model(self, support: EpisodeBatch, query: EpisodeBatch) -> float:
-        """Meta-train phi_0: adapt on ``support`` (theta_0's episodes), score on ``query``."""
-        fraction = self.options.model_query_episodes / query.episodes_per_task
-        if fraction < 1.0:
-            query = query.select_columns(query.sample_columns(fraction, self.sampler.generator))
-        support_data, query_data = self.model.transitions(support), self.model.transitions(query)
-        for _ in range(self.options.model_epochs):
-            adapted = self.adapt_model(support_data, create_graph=True)
-            loss = self.model.loss(adapted, query_data).mean()
-            self.model_optimizer.zero_grad()
-            loss.backward()
-            self.model_optimizer.step()
-        return float(loss.detach())
-
-    def imagine(self, model_params: Params, real: EpisodeBatch, params: Params) -> EpisodeBatch:
-        """``--imagined-episodes`` episodes per task with ``params`` in the adapted models."""
-        starts = real.observations[0].view(real.n_tasks, real.episodes_per_task, -1)
-        tasks = ImaginedTasks(
-            self.model, model_params, starts, self.family.max_episode_steps,
-            self.observation_space, self.action_space,
-        )
-        sampler = Sampler(tasks, self.policy, self.device)  # type: ignore[arg-type]
-        sampler.generator = self.sampler.generator
+    # --- adaptation ---------------------------------------------------------------------------
+    def imagine(self, real: EpisodeBatch, params: Params) -> EpisodeBatch:
+        """``--imagined-episodes`` episodes per task with ``params``: in the model with the
+        latents inferred from the ``real`` episodes, or in the true envs (oracle)."""
         generator = self.sampler.generator
         seed = int(torch.randint(2**31, (1,), generator=generator, device=generator.device))
-        return sampler.sample(range(real.n_tasks), self.options.imagined_episodes, params, seed)
+        episodes = self.options.imagined_episodes
+        if self.options.model == "oracle":
+            return self.sampler.sample(real.tasks, episodes, params, seed)
+        data = Transitions.of(real)
+        if not bool(self.model.fitted):
+            self.model.fit_normaliser(data)
+        with torch.no_grad():
+            latent = self.model.infer(data)
+        starts = real.observations[0].view(real.n_tasks, real.episodes_per_task, -1)
+        source = ImaginedTasks(
+            self.model, latent, starts, self.family.max_episode_steps,
+            self.family.observation_space, self.family.action_space, self.options.imagine_mean,
+        )
+        sampler = Sampler(source, self.policy, self.device)
+        sampler.generator = generator
+        return sampler.sample(range(real.n_tasks), episodes, params, seed)
 
-    # --- the verbs -----------------------------------------------------------------------------
     def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
-        """Adapt the model to ``episodes`` (real), then one policy-gradient step on imagined
-        episodes in it."""
-        model_params = detach_params(self.adapt_model(self.model.transitions(episodes)))
-        return super().adapt(params, self.imagine(model_params, episodes, params), create_graph)
+        """Infer each task's latent from its (real) ``episodes``, then one policy-gradient step
+        on episodes imagined in the model."""
+        return super().adapt(params, self.imagine(episodes, detach_params(params)), create_graph)
 
     def collect(self, tasks: Sequence[Any], timer: Timer) -> Rollouts:
-        """Real episodes with theta_0, adapted models, imagined inner steps, real episodes after."""
+        """Real episodes with theta_0, imagined inner steps, real episodes after."""
         params = self.policy.parameters_dict()  # live: see MetaLearner.collect
         with timer("sampling"):
             real = self.sample(tasks, self.meta_params(), self.options.real_episodes)
+        inner: list[Episodes] = []
         with timer("inner"):
-            real_data = self.model.transitions(real)
-            if not bool(self.model.fitted):
-                self.model.fit_normaliser(real_data)
-            model_params = detach_params(self.adapt_model(real_data))
-            inner: list[Episodes] = []
             for _ in range(self.config.inner_steps):
-                episodes = self.with_advantages(
-                    self.imagine(model_params, real, detach_params(params))
-                )
+                episodes = self.with_advantages(self.imagine(real, detach_params(params)))
                 params = self.inner_step(params, episodes, self.second_order)
                 inner.append(episodes)
         after = self.sample_after_adaptation(tasks, params, timer)
         return Rollouts(tasks, real, inner, after, params)
 
+    # --- the meta-update ------------------------------------------------------------------------
     def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
-        stats = super().outer_update(rollouts, timer)
         with timer("model"):
-            model_loss = self.train_model(rollouts.before, rollouts.after.batch)
+            imagined = {
+                "imagined_return": float(rollouts.inner[0].batch.task_returns().mean()),
+                "imagined_gradient_cosine": self.gradient_agreement(rollouts),
+            }
+        stats = super().outer_update(rollouts, timer)
+        if self.options.model == "oracle":
+            return {**imagined, **stats}
+        with timer("model"):
+            after = rollouts.after.batch
+            diagnostics = self.model_errors(rollouts.before, after)
+            kept = self.options.model_query_episodes / after.episodes_per_task
+            if kept < 1.0:
+                after = after.select_columns(after.sample_columns(kept, self.sampler.generator))
+            self.buffer = [*self.buffer, (rollouts.before, after)][-self.options.model_buffer:]
+            model_loss = self.train_model()
+        return {**imagined, "model_loss": model_loss, **diagnostics, **stats}
+
+    def gradient_agreement(self, rollouts: Rollouts) -> float:
+        """Mean over tasks of the cosine between theta_0's policy gradient on the imagined
+        episodes of the first inner step and on the real episodes they were imagined from:
+        near 1 when the model points the inner step where the real task does (the real
+        gradient is from few episodes, so even a perfect model stays below 1)."""
+
+        def gradient(episodes: Episodes) -> Tensor:
+            leaves = {key: value.clone().requires_grad_() for key, value in
+                      per_task(self.meta_params(), episodes.batch.n_tasks).items()}
+            grads = inner_gradient(self.policy, leaves, episodes.batch, episodes.advantages,
+                                   create_graph=False)
+            return torch.cat([g.flatten(1) for g in grads], dim=1)
+
+        real = gradient(self.with_advantages(rollouts.before))
+        cosine = nn.functional.cosine_similarity(gradient(rollouts.inner[0]), real, dim=1)
+        return float(cosine.mean())
+
+    def model_errors(self, support: EpisodeBatch, query: EpisodeBatch) -> dict[str, float]:
+        """The model's errors on ``query`` with the prior latent and with the latent inferred
+        from ``support`` (the same tasks)."""
+        query_data = Transitions.of(query)
+        prior = self.model.prior_latent(query.n_tasks).detach()
+        with torch.no_grad():
+            inferred = self.model.infer(Transitions.of(support))
+        reward_prior, transition_prior = self.model.errors(prior, query_data)
+        reward, transition = self.model.errors(inferred, query_data)
         return {
-            "imagined_return": float(rollouts.inner[0].batch.task_returns().mean()),
-            "model_loss": model_loss,
-            **stats,
+            "model_reward_error_prior": reward_prior, "model_reward_error": reward,
+            "model_transition_error_prior": transition_prior,
+            "model_transition_error": transition,
         }
+
+    def train_model(self) -> float:
+        """``--model-epochs`` Adam steps, each on one buffered iteration drawn at random:
+        infer the latents from ``--model-batch`` of its support transitions (differentiably)
+        and score them on as many support and query transitions of the same tasks. The
+        standardisation is refitted to the whole buffer first."""
+        generator, count = self.sampler.generator, self.options.model_batch
+        buffered = [Transitions.of(batch) for pair in self.buffer for batch in pair]
+        self.model.fit_normaliser(Transitions(*(torch.cat([vars(t)[key].flatten(0, 1)[None]
+                                                           for t in buffered], dim=1)
+                                                for key in vars(buffered[0]))))
+        total = 0.0
+        for _ in range(self.options.model_epochs):
+            pick = int(torch.randint(len(self.buffer), (1,), generator=generator,
+                                     device=generator.device))
+            support, query = (Transitions.of(batch) for batch in self.buffer[pick])
+            latent = self.model.infer(support.subsample(count, generator))
+            scored = support.subsample(count, generator).cat(query.subsample(count, generator))
+            loss = self.model.loss(latent, scored).mean()
+            self.model_optimizer.zero_grad()
+            loss.backward()
+            self.model_optimizer.step()
+            total += float(loss.detach())
+        return total / self.options.model_epochs
 
     # --- checkpointing ------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
@@ -401,9 +535,15 @@ class MBML(MAML):
             **super().extra_state(),
             "model": self.model.state_dict(),
             "model_optimizer": self.model_optimizer.state_dict(),
+            "buffer": [[{key: value for key, value in vars(batch).items() if key != "tasks"}
+                        for batch in pair] for pair in self.buffer],
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         super().load_extra_state(state)
         self.model.load_state_dict(state["model"])
         self.model_optimizer.load_state_dict(state["model_optimizer"])
+        self.buffer = [
+            tuple(EpisodeBatch(**batch).to(self.device) for batch in pair)
+            for pair in state["buffer"]
+        ]

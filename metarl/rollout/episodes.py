@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,6 +28,8 @@ class EpisodeBatch:
     task_index: Tensor  # [B] int64
     n_tasks: int
     episodes_per_task: int
+    tasks: tuple[Any, ...] = ()
+    """The tasks the episodes were sampled on, in order (empty when unknown)."""
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
         """The same episodes on ``device``."""
@@ -38,6 +41,7 @@ class EpisodeBatch:
             task_index=self.task_index.to(device),
             n_tasks=self.n_tasks,
             episodes_per_task=self.episodes_per_task,
+            tasks=self.tasks,
         )
 
     @property
@@ -89,6 +93,7 @@ class EpisodeBatch:
             task_index=self.task_index[columns],
             n_tasks=self.n_tasks,
             episodes_per_task=columns.numel() // self.n_tasks,
+            tasks=self.tasks,
         )
 
     @classmethod
@@ -107,4 +112,5 @@ class EpisodeBatch:
             task_index=torch.arange(n_tasks, device=device).repeat_interleave(episodes),
             n_tasks=n_tasks,
             episodes_per_task=episodes,
+            tasks=tuple(task for batch in batches for task in batch.tasks),
         )

@@ -6,16 +6,25 @@ Shapes follow :mod:`metarl.rollout.episodes`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.family.base import TaskFamily
+from metarl.family.vector import BatchedEnv
 from metarl.policies.mlp import MLPPolicy
 from metarl.policies.params import Params, is_per_task
 from metarl.rollout.episodes import EpisodeBatch
+
+
+class EnvSource(Protocol):
+    """What a sampler needs of a task family: its horizon and its batched envs. Any object
+    with these two (a learned model of the family, say) can be sampled from."""
+
+    max_episode_steps: int
+
+    def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedEnv: ...
 
 
 class SamplerError(RuntimeError):
@@ -31,7 +40,7 @@ class Sampler:
     """
 
     def __init__(
-        self, family: TaskFamily, policy: MLPPolicy, device: torch.device, seed: int = 0
+        self, family: EnvSource, policy: MLPPolicy, device: torch.device, seed: int = 0
     ) -> None:
         self.family = family
         self.policy = policy
@@ -99,4 +108,5 @@ class Sampler:
             ),
             n_tasks=n_tasks,
             episodes_per_task=episodes_per_task,
+            tasks=tuple(tasks),
         )
