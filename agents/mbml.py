@@ -54,9 +54,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from metarl.agents.maml import MAML, MAMLOptions
 from torch import Tensor, nn
 
+from metarl.agents.maml import MAML, MAMLOptions
 from metarl.config import ConfigError, option
 from metarl.family.vector import BatchedEnv
 from metarl.learn.learner import Episodes, Rollouts, Timer

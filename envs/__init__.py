@@ -10,7 +10,6 @@ from metarl.envs import (  # noqa: F401
     navigation2d,
     tabular_mdp,
 )
-
 from metarl.registry import register_unavailable
 
 try:

@@ -8,10 +8,10 @@ unavailable with the install command.
 """
 
 import mujoco  # noqa: F401  (the optional dependency: fail here, by name, without it)
+
 from metarl.envs.locomotion.ant import AntDir, AntGoal, GoalTask
 from metarl.envs.locomotion.base import DirectionTask
 from metarl.envs.locomotion.half_cheetah import HalfCheetahDir, HalfCheetahVel, VelocityTask
-
 from metarl.registry import register_family
 
 FAMILIES = (HalfCheetahVel, HalfCheetahDir, AntDir, AntGoal)

@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from metarl.envs.locomotion import drawing
 from metarl.envs.locomotion.base import (
     FRAME_SKIP,
@@ -24,7 +25,6 @@ from metarl.envs.locomotion.base import (
     sample_directions,
 )
 from metarl.envs.locomotion.physics import BatchPhysics
-
 from metarl.family.array import State, TaskArrays
 from metarl.family.rng import BatchRNG
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from metarl.envs.locomotion.physics import BatchPhysics
 
+from metarl.envs.locomotion.physics import BatchPhysics
 from metarl.family.array import ArrayEnv, ArrayFamily, ArrayVectorEnv
 from metarl.family.rng import BatchRNG
 

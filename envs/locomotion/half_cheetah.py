@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from metarl.envs.locomotion import drawing
 from metarl.envs.locomotion.base import (
     DirectionTask,
@@ -20,7 +21,6 @@ from metarl.envs.locomotion.base import (
     check_real,
     sample_directions,
 )
-
 from metarl.family.array import State, TaskArrays
 from metarl.family.rng import BatchRNG
 
