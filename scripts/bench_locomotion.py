@@ -31,13 +31,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
-import metarl.envs.locomotion  # noqa: F401  (registers the families)
 import mujoco
 import numpy as np
 import torch
-from metarl.envs.locomotion.base import LocomotionFamily
 from mujoco import rollout
 
+import metarl.envs.locomotion  # noqa: F401  (registers the families)
+from metarl.envs.locomotion.base import LocomotionFamily
 from metarl.family.base import TaskFamily
 from metarl.family.rng import BatchRNG
 from metarl.policies.mlp import make_policy

@@ -5,9 +5,9 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
-from metarl.envs.navigation2d import Navigation2D, NavigationTask
 
 import metarl
+from metarl.envs.navigation2d import Navigation2D, NavigationTask
 from metarl.family.checker import FamilyContractError, assert_family_ok, check_family
 
 

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from frames import assert_every_step_redraws
-from metarl.envs.bandit import PULLS, Bandit, BanditTask
 
+from metarl.envs.bandit import PULLS, Bandit, BanditTask
 from metarl.family.checker import check_family
 
 VARIANTS = [(5, "metarl/Bandit5-v0"), (10, "metarl/Bandit10-v0"), (50, "metarl/Bandit50-v0")]

@@ -7,12 +7,12 @@ import json
 import math
 
 import gymnasium
-import metarl.envs.cartpole as cartpole
 import numpy as np
 import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-from metarl.envs.cartpole import CartPoleTask, CartPoleTasks
 
+import metarl.envs.cartpole as cartpole
+from metarl.envs.cartpole import CartPoleTask, CartPoleTasks
 from metarl.family.checker import check_family
 
 FAMILY = CartPoleTasks()

@@ -6,10 +6,10 @@ import dataclasses
 import json
 
 import gymnasium as gym
-import metarl.envs.catch as catch
 import numpy as np
 import pytest
 
+import metarl.envs.catch as catch
 from metarl.family.checker import check_family
 from metarl.family.rng import BatchRNG
 

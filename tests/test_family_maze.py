@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import gymnasium as gym
-import metarl.envs.maze as maze
 import numpy as np
 import pytest
 
+import metarl.envs.maze as maze
 from metarl.family.checker import check_family
 from metarl.family.rng import BatchRNG
 

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from frames import assert_every_step_redraws
-from metarl.envs.tabular_mdp import HORIZON, N_ACTIONS, N_STATES, TabularMDP, TabularMDPTask
 
+from metarl.envs.tabular_mdp import HORIZON, N_ACTIONS, N_STATES, TabularMDP, TabularMDPTask
 from metarl.family.checker import check_family
 
 

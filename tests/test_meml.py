@@ -1,10 +1,10 @@
 """MEML: the enhancement step, the first-order outer update, and learning on Navigation2D."""
 
-import metarl.agents.meml  # noqa: F401  (registers "meml")
 import numpy as np
 import pytest
 import torch
 
+import metarl.agents.meml  # noqa: F401  (registers "meml")
 from metarl.config import ConfigError, TrainConfig
 from metarl.learn.advantages import advantages
 from metarl.learn.surrogates import inner_surrogate
