@@ -4,8 +4,9 @@ The package is layered; each layer imports only the ones before it:
 :mod:`metarl.config` < :mod:`metarl.family` (the task-family contract) < :mod:`metarl.registry`
 < :mod:`metarl.policies` < :mod:`metarl.rollout` < :mod:`metarl.learn` < :mod:`metarl.run`
 < :mod:`metarl.tools` < :mod:`metarl.cli`. The built-in families (``metarl.envs``) and
-learners (``metarl.agents``) plug in through the registry. This module exports what a
-family author needs.
+learners (``metarl.agents``) plug in through the registry; importing metarl loads them and
+every installed plugin (so ``gymnasium.make("metarl/...")`` works after ``import metarl``).
+This module exports what a family author needs.
 """
 
 from metarl.family.array import ArrayEnv, ArrayFamily, State, TaskArrays
@@ -18,6 +19,7 @@ from metarl.registry import (
     get_family,
     get_learner,
     learner_names,
+    load_plugins,
     register_family,
     register_learner,
 )
@@ -36,6 +38,9 @@ __all__ = [
     "get_family",
     "get_learner",
     "learner_names",
+    "load_plugins",
     "register_family",
     "register_learner",
 ]
+
+load_plugins()  # the built-in and installed families and learners, so gymnasium.make sees them

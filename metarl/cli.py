@@ -82,12 +82,27 @@ def _add_evaluation(parser: argparse.ArgumentParser, skip: Sequence[str] = (),
                         "(default: cpu)")
 
 
+def _family(spec: str) -> str:
+    """The registered name of the family ``spec`` names: a name, or ``MODULE:Class`` /
+    ``path/to/file.py:Class``, which is loaded (and registered) here, on the user's own
+    command line."""
+    if ":" in spec:
+        return registry.load_family(spec).name
+    return registry.get_family(spec).name
+
+
 # --- verbs --------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> None:
     from metarl.run.training import train
 
     values = load_json(args.config) if args.config else {}
+    if ":" in str(values.get("family", "")):
+        raise ConfigError(f"config file {args.config!r} names the family {values['family']!r} "
+                          "by module path; metarl imports code only from the command line: "
+                          "pass --family MODULE:Class or --import MODULE")
     values.update(given(args, TrainConfig))
+    if ":" in str(values.get("family", "")):
+        values["family"] = _family(values["family"])
     algo = values.get("algo", TrainConfig.algo)
     options_class = registry.get_learner(algo).Options
     options = dict(values.get("algo_options", {}))
@@ -137,7 +152,7 @@ def _families(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> None:
     from metarl.family.checker import check_family
 
-    family = registry.get_family(args.family)
+    family = registry.get_family(_family(args.family))
     problems = check_family(family)
     for problem in problems:
         print(f"FAIL {problem}")
@@ -159,8 +174,8 @@ def _bench(args: argparse.Namespace) -> None:
     families = registry.family_names() if args.families == "all" else [
         name for name in args.families.split(",") if name
     ]
-    for name in [args.family, *families]:
-        registry.get_family(name)
+    args.family = _family(args.family)
+    families = [_family(name) for name in families]
     result = run_bench(args.family, args.algo, args.device, args.repeats, options,
                        args.scaling, families, args.inner_steps)
     if args.backend == "ray":
@@ -197,7 +212,7 @@ def _compare(args: argparse.Namespace) -> None:
     if len(runs) != len(pairs):
         raise ConfigError("--run names the same algorithm twice")
     results = compare(
-        args.family, [a.strip() for a in args.algos.split(",") if a.strip()],
+        _family(args.family), [a.strip() for a in args.algos.split(",") if a.strip()],
         settings(args, EvaluationConfig), args.out, runs, args.train_iterations,
         given(args, TrainConfig, prefix="train_"), args.pretrain_steps, args.device,
     )
@@ -257,16 +272,32 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 # --- the parser ---------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported on one line (exit status 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_ERROR, f"metarl: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_imports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+        help="import a module (dotted name, or a path to a .py file) that registers families "
+             "or learners of your own, before the command runs; may be repeated",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metarl", description="Meta-reinforcement learning for game agents."
     )
+    _add_imports(parser)
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads (default 1, safe when several jobs share the cores; on an "
              "otherwise idle machine 2 threads make a MAML-TRPO iteration about 1.6x faster)",
     )
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     train = verbs.add_parser("train", help="meta-train a learner on a task family")
     train.add_argument("--out", required=True, help="run directory to write")
@@ -372,18 +403,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        print(f"metarl: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return EXIT_ERROR
-    set_threads(args.threads)
+    """Run one command; bad input ends it with one line ``metarl: error: ...`` and exit status
+    2, Ctrl-C with status 130."""
     try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        early = argparse.ArgumentParser(add_help=False)
+        _add_imports(early)
+        for spec in early.parse_known_args(argv)[0].imports:
+            registry.load_user_module(spec)
+        args = build_parser().parse_args(argv)
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        set_threads(args.threads)
         args.run(args)
     except (ConfigError, FloatingPointError, SamplerError) as error:
         print(f"metarl: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except OSError as error:
+        where = f" {error.filename!r}" if error.filename else ""
+        print(f"metarl: error: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

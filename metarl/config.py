@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,16 +20,25 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names it."""
 
 
+MAX_SEED = 2**32 - 1
+MAX_COLUMNS = 1_000_000
+"""The most (task, episode) pairs a batch may hold at once."""
+
+
 def option(default: Any, help: str, **checks: Any) -> Any:
     """A dataclass field with command-line help and checks (``min``, ``max``, ``choices``)."""
     return field(default=default, metadata={"help": help, **checks})
 
 
 def validate(instance: Any) -> None:
-    """Check every field of a dataclass instance against its ``min``/``max``/``choices``."""
+    """Check every field of a dataclass instance: its type (from the type hints), that numbers
+    are finite, and its ``min``/``above``/``max``/``choices``. Every error names the field as
+    its command-line flag."""
+    hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
         value = getattr(instance, f.name)
         flag = "--" + f.name.replace("_", "-")
+        _check_type(flag, value, hints[f.name])
         values = value if isinstance(value, tuple) else (value,)
         for v in values:
             if "min" in f.metadata and v < f.metadata["min"]:
@@ -43,26 +53,59 @@ def validate(instance: Any) -> None:
                 )
 
 
+def _check_type(flag: str, value: Any, kind: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is of the field type ``kind`` (bool, int,
+    float, str, tuple[int, ...] or a dict of str keys); floats must be finite."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif kind is int:
+        ok, expected = is_int(value), "an integer"
+    elif kind is float:
+        ok, expected = is_int(value) or isinstance(value, float), "a number"
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+    elif kind is str:
+        ok, expected = isinstance(value, str), "a string"
+    elif origin is tuple:
+        ok = isinstance(value, tuple) and bool(value) and all(is_int(v) for v in value)
+        expected = "one or more integers"
+    elif origin is dict or kind is dict:
+        ok = isinstance(value, dict) and all(isinstance(key, str) for key in value)
+        expected = "a JSON object"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"{flag} must be {expected}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings every meta-learner shares (the MAML-RL reference configuration by default)."""
 
     family: str = option("navigation2d", "task family (see `metarl families`)")
     algo: str = option("maml", "meta-learner (maml, meml, mbml, ...)")
-    iterations: int = option(100, "number of meta-iterations", min=1)
-    seed: int = option(0, "random seed (tasks, environments, policy init, action sampling)", min=0)
+    iterations: int = option(100, "number of meta-iterations (0: save the untrained learner, "
+                             "to evaluate it)", min=0, max=10**7)
+    seed: int = option(0, "random seed (tasks, environments, policy init, action sampling)",
+                       min=0, max=MAX_SEED)
     device: str = option("auto", "torch device", choices=("auto", "cpu", "cuda"))
-    meta_batch_size: int = option(20, "tasks per meta-iteration", min=1)
-    episodes_per_task: int = option(20, "episodes per task for each adaptation step", min=1)
-    inner_steps: int = option(1, "policy-gradient steps in the inner loop", min=1)
+    meta_batch_size: int = option(20, "tasks per meta-iteration", min=1, max=MAX_COLUMNS)
+    episodes_per_task: int = option(20, "episodes per task for each adaptation step", min=1,
+                                    max=MAX_COLUMNS)
+    inner_steps: int = option(1, "policy-gradient steps in the inner loop", min=1, max=1000)
     inner_lr: float = option(0.1, "inner-loop step size (alpha)", above=0.0)
     gamma: float = option(0.99, "discount factor", above=0.0, max=1.0)
     gae_lambda: float = option(1.0, "GAE lambda", min=0.0, max=1.0)
-    hidden_sizes: tuple[int, ...] = option((64, 64), "policy hidden layer sizes", min=1)
+    hidden_sizes: tuple[int, ...] = option((64, 64), "policy hidden layer sizes", min=1,
+                                           max=65536)
     activation: str = option("tanh", "policy activation", choices=("tanh", "relu", "elu"))
     backend: str = option("local", "sampler backend: local, or ray (tasks split across Ray "
                           "actors; needs the [ray] extra)", choices=("local", "ray"))
-    num_workers: int = option(2, "Ray backend: sampler actors", min=1)
+    num_workers: int = option(2, "Ray backend: sampler actors", min=1, max=4096)
     ray_address: str = option("", "Ray backend: address of a running cluster (empty: start a "
                               "local Ray instance)")
     algo_options: dict[str, Any] = field(
@@ -71,6 +114,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        columns = self.meta_batch_size * self.episodes_per_task
+        if columns > MAX_COLUMNS:
+            raise ConfigError(
+                f"--meta-batch-size x --episodes-per-task = {columns:,} episodes at once is "
+                f"more than {MAX_COLUMNS:,}; lower one of them"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -81,42 +130,48 @@ class EvaluationConfig:
     """How adaptation is measured on held-out tasks (``metarl evaluate``, ``compare``,
     ``watch`` and sweeps)."""
 
-    test_tasks: int = option(40, "held-out tasks", min=1)
-    adapt_steps: int = option(3, "adaptation steps (0 = before adaptation only)", min=0)
-    episodes: int = option(20, "episodes per adaptation step", min=1)
+    test_tasks: int = option(40, "held-out tasks", min=1, max=MAX_COLUMNS)
+    adapt_steps: int = option(3, "adaptation steps (0 = before adaptation only)", min=0,
+                              max=1000)
+    episodes: int = option(20, "episodes per adaptation step", min=1, max=MAX_COLUMNS)
     split: str = option("test", "held-out split: test, or ood where the family has one")
-    seed: int = option(0, "seed of the held-out split and of evaluation sampling", min=0)
+    seed: int = option(0, "seed of the held-out split and of evaluation sampling", min=0,
+                       max=MAX_SEED)
 
     def __post_init__(self) -> None:
         validate(self)
 
 
 def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys and bad values are errors."""
+    """Build dataclass ``cls`` from a mapping; unknown keys and bad values are errors (one
+    place for every source of settings: flags, config files, sweeps and checkpoints)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} must be a JSON object, got {data!r}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"unknown {what} key(s) {unknown}; known: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in data.items():
-        expected = hints[key]
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if expected in (int, float) and not is_number:
-            raise ConfigError(f"{what} key {key!r} must be a number, got {value!r}")
-        if expected is int and isinstance(value, float):
-            raise ConfigError(f"{what} key {key!r} must be an integer, got {value!r}")
-        values[key] = tuple(value) if isinstance(value, list) else value
+    values = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in data.items()}
     instance = cls(**values)
-    validate(instance)
+    validate(instance)  # again, for dataclasses without a __post_init__ that does
     return instance
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file; a missing, unreadable or malformed file is a one-line
+    :class:`ConfigError`."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory; give a JSON file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text; give a JSON file") \
+            from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(data, dict):

@@ -1,22 +1,33 @@
 """Registries of task families and meta-learners, filled by plugins.
 
-Modules listed under the ``metarl.plugins`` entry-point group are imported on first lookup;
-each calls :func:`register_family` or :func:`register_learner` at import. A third-party
-package either lists its module in that group or calls the functions itself.
+Modules listed under the ``metarl.plugins`` entry-point group are imported on ``import
+metarl`` (and on first lookup); each calls :func:`register_family` or
+:func:`register_learner` at import. A plugin that fails to import is skipped with a one-line
+warning naming its entry point. A third-party package either lists its module in that group
+or calls the functions itself; a user's own module or file is loaded with
+:func:`load_user_module` (``metarl --import ...``) or :func:`load_family` (``--family
+path:Class``). Names are all a run directory or checkpoint ever holds: nothing is imported
+because a file says so.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
+import sys
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
 
 from metarl.config import ConfigError
 from metarl.family.base import TaskFamily
+from metarl.family.tracebacks import describe
 
 FamilyFactory = Callable[[], TaskFamily]
 
@@ -34,7 +45,61 @@ def load_plugins() -> None:
         return
     _plugins_loaded = True
     for entry_point in entry_points(group="metarl.plugins"):
-        entry_point.load()
+        try:
+            entry_point.load()
+        except Exception as error:  # a broken plugin must not take every command down
+            warnings.warn(f"metarl plugin {entry_point.name!r} ({entry_point.value}) was "
+                          f"skipped: {describe(error)}", stacklevel=2)
+
+
+def load_user_module(spec: str) -> ModuleType:
+    """Import a user's module, by dotted name or as a ``.py`` file path; its registrations
+    take effect. Errors in the module come back as one :class:`ConfigError` line with the
+    file and line they happened at."""
+    path = Path(spec)
+    try:
+        if spec.endswith(".py"):
+            if not path.is_file():
+                raise ConfigError(f"no Python file {spec!r}")
+            name = path.stem
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(spec)
+    except ConfigError:
+        raise
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"cannot import {spec!r}: {error}; give a module on the Python path "
+                          "or a path to a .py file") from None
+    except Exception as error:
+        raise ConfigError(f"importing {spec!r} failed: {describe(error)}") from None
+
+
+def load_family(spec: str) -> TaskFamily:
+    """The family ``MODULE:ATTRIBUTE`` or ``FILE.py:ATTRIBUTE`` names (a class or an
+    instance), registered under its own name if it is not yet, so that a run directory can
+    name it."""
+    module_name, _, attribute = spec.rpartition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--family {spec!r} must be a registered name or MODULE:Class "
+                          "(or path/to/file.py:Class)")
+    module = load_user_module(module_name)
+    if not hasattr(module, attribute):
+        raise ConfigError(f"{module_name!r} has no attribute {attribute!r}")
+    obj = getattr(module, attribute)
+    try:
+        family = obj() if isinstance(obj, type) else obj
+    except Exception as error:
+        raise ConfigError(f"building {spec!r} failed: {describe(error)}") from None
+    name = getattr(family, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{spec!r} has no family name: set the class attribute 'name'")
+    if name not in _FAMILIES:
+        register_family(name, type(family) if isinstance(obj, type) else (lambda: family))
+    return get_family(name)
 
 
 def register_family(name: str, factory: FamilyFactory, **kwargs: Any) -> None:
@@ -78,20 +143,15 @@ def _make_env(name: str, task: Any = None, render_mode: str | None = None) -> gy
 
 @functools.cache
 def get_family(name: str) -> TaskFamily:
-    """The registered family ``name``, or ``module.path:Attribute`` to load one directly."""
-    if ":" in name:
-        module, _, attribute = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as error:
-            raise ConfigError(f"cannot load task family {name!r}: {error}") from None
-        return obj() if isinstance(obj, type) else obj
+    """The registered family ``name`` (never a module path: see :func:`load_family`)."""
     load_plugins()
     if name in _UNAVAILABLE and name not in _FAMILIES:
         raise ConfigError(f"task family {name!r} {_UNAVAILABLE[name]}")
     if name not in _FAMILIES:
         raise ConfigError(
-            f"unknown task family {name!r}; registered: {', '.join(family_names())}"
+            f"unknown task family {name!r}; registered: {', '.join(family_names())} (a "
+            "family of your own: `metarl --import MODULE_OR_FILE ...` or the metarl.plugins "
+            "entry points)"
         )
     return _FAMILIES[name]()
 
