@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so the CPU build already on this machine's disk is reused
 	# (an unpinned requirement could pull a multi-GB CUDA build).
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install --quiet -e ".[dev,mujoco]"
+	$(BIN)/pip install --quiet -e ".[dev,mujoco,tensorboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +33,7 @@ test-slow: $(STAMP)
 
 # Ray is an optional extra: this target installs it and runs the tests that start a local Ray.
 test-ray: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,mujoco,ray]"
+	$(BIN)/pip install --quiet -e ".[dev,mujoco,tensorboard,ray]"
 	$(BIN)/python -m pytest -q tests/test_ray.py
 
 lint: $(STAMP)

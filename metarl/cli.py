@@ -93,7 +93,8 @@ def _family(spec: str) -> str:
 
 # --- verbs --------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> None:
-    from metarl.run.training import train
+    from metarl.run.rundir import CHECKPOINT
+    from metarl.run.training import resume_config, train
 
     values = load_json(args.config) if args.config else {}
     if ":" in str(values.get("family", "")):
@@ -105,7 +106,10 @@ def _train(args: argparse.Namespace) -> None:
         values["family"] = _family(values["family"])
     algo = values.get("algo", TrainConfig.algo)
     options_class = registry.get_learner(algo).Options
-    options = dict(values.get("algo_options", {}))
+    options = values.get("algo_options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"--algo-options must be a JSON object, got {options!r}")
+    options = dict(options)
     for name, value in vars(args).items():
         if name.startswith("opt_") and value is not None:
             key = name.removeprefix("opt_")
@@ -113,7 +117,15 @@ def _train(args: argparse.Namespace) -> None:
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to --algo {algo}")
             options[key] = value
     values["algo_options"] = options
-    train(from_dict(TrainConfig, values), args.out, resume=args.resume)
+    if args.resume and (Path(args.out) / CHECKPOINT).exists():
+        if args.config:
+            raise ConfigError("--config does not go with --resume: a resumed run keeps its "
+                              "saved settings")
+        config = resume_config(args.out, {key: value for key, value in values.items()
+                                          if key != "algo_options" or value})
+    else:
+        config = from_dict(TrainConfig, values)
+    train(config, args.out, resume=args.resume, tensorboard=args.tensorboard)
 
 
 def _load(run_dir: str, device: str) -> Any:
@@ -125,11 +137,16 @@ def _load(run_dir: str, device: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from metarl.run.checkpoint import load_learner
     from metarl.run.evaluation import evaluate, format_table
-    from metarl.run.rundir import write_json
+    from metarl.run.factory import resolve_device
+    from metarl.run.rundir import check_output_file, write_json
+    from metarl.run.tensorboard import FOLDER, TensorBoardLog
 
     evaluation = settings(args, EvaluationConfig)
-    learner = _load(args.run_dir, args.device)
+    if args.json:
+        check_output_file(Path(args.json), "--json")
+    learner, iteration = load_learner(Path(args.run_dir), resolve_device(args.device))
     tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
     result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
                       evaluation.seed, evaluation.split)
@@ -137,6 +154,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"({result.wall_seconds:.1f} s)")
     if args.json:
         write_json(Path(args.json), result.to_json())
+    if (Path(args.run_dir) / FOLDER).is_dir():  # the run logs to TensorBoard: add this
+        board = TensorBoardLog(Path(args.run_dir), first_step=iteration + 1)
+        board.evaluation(result, iteration)
+        board.close()
 
 
 def _families(args: argparse.Namespace) -> None:
@@ -169,6 +190,8 @@ def _bench(args: argparse.Namespace) -> None:
         options = json.loads(args.algo_options)
     except json.JSONDecodeError as error:
         raise ConfigError(f"--algo-options is not a JSON object: {error}") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"--algo-options must be a JSON object, got {args.algo_options!r}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
     families = registry.family_names() if args.families == "all" else [
@@ -221,8 +244,11 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
+    from metarl.run.rundir import check_output_file
     from metarl.tools.plot import plot_training
 
+    if args.out:
+        check_output_file(Path(args.out), "--out")
     print(plot_training(args.run_dir, args.out))
 
 
@@ -230,13 +256,16 @@ WATCH_DEFAULTS = {"adapt_steps": 2}
 
 
 def _watch(args: argparse.Namespace) -> None:
+    from metarl.run.rundir import check_output_dir
     from metarl.tools.viewer import AdaptationView, Window, pick_task, record
 
     evaluation = settings(args, EvaluationConfig, WATCH_DEFAULTS)
-    for name, least in (("frames", 1), ("width", 160)):
+    for name, least, most in (("frames", 1, 100_000), ("width", 160, 8192)):
         value = getattr(args, name)
-        if value is not None and value < least:
-            raise ConfigError(f"--{name} must be >= {least}, got {value}")
+        if value is not None and not least <= value <= most:
+            raise ConfigError(f"--{name} must be in [{least}, {most}], got {value}")
+    if args.record:
+        check_output_dir(Path(args.record), "--record")
     learner = _load(args.run_dir, args.device)
     task = pick_task(learner.family, args.task, evaluation.seed, evaluation.split)
     source = "task from --task" if args.task else f"{evaluation.split} task, seed {evaluation.seed}"
@@ -302,7 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="meta-train a learner on a task family")
     train.add_argument("--out", required=True, help="run directory to write")
     train.add_argument("--config", help="JSON file with any of the options below")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out to its saved target (or to a higher "
+                            "--iterations); its other settings are kept, and a flag that "
+                            "differs from them is an error")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write every metric as TensorBoard events to "
+                            "OUT/tensorboard (needs the [tensorboard] extra)")
     add_arguments(train, TrainConfig, skip=("algo_options",))
     for name in registry.learner_names():
         group = train.add_argument_group(f"{name} options")
@@ -409,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except SystemExit as done:  # argparse (a bad command line, --help) and `check` failures
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
 
 
 def _main(argv: Sequence[str] | None) -> int:

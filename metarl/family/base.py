@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -108,6 +109,9 @@ class TaskFamily(abc.ABC):
                 + (f", unknown {sorted(unknown)}" if unknown else "")
                 + (f", missing {sorted(missing)}" if missing else "")
             )
+        if not _finite(data):
+            raise ConfigError(f"bad {self.name} task {dict(data)!r}: every number must be "
+                              "finite")
         return self.task_type(**{key: _to_tuple(value) for key, value in data.items()})
 
     def coerce_task(self, task: Any) -> Any:
@@ -123,6 +127,14 @@ class TaskFamily(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<TaskFamily {self.name} ({self.env_id})>"
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _to_tuple(value: Any) -> Any:

@@ -1,19 +1,22 @@
-"""The run directory: its file names, atomic writes, and the metrics log.
+"""The run directory: its file names, its lock, atomic writes, output paths, the metrics log.
 
 A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` (one row per
 meta-iteration) and ``checkpoint.pt`` (see :mod:`metarl.run.checkpoint`), and later the
 evaluation results. Files are written to a temporary name and renamed, so an interrupted
-write never leaves a half-written file.
+write never leaves a half-written file; a writer holds ``.lock`` (an exclusive ``flock``), so
+two processes never write one run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,39 +25,159 @@ from metarl.config import ConfigError
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 METRICS = "metrics.csv"
+LOCK = ".lock"
+RUN_FILES = (CHECKPOINT, CONFIG, METRICS, LOCK)
+"""The files that make a run; no output of another command may replace them."""
 
 
 class RunDirectoryError(ConfigError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
 
 
-def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
-    """Write ``path`` through a temporary file in the same directory, then rename it."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temporary(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> str:
+    """Write a temporary file beside ``path`` (mode as the umask says) and return its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") \
+                as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    """Write ``path`` through a temporary file in the same directory, then rename it."""
+    write_set({Path(path): (write, binary)})
+
+
+def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], None], bool]]) -> None:
+    """Write several files that belong together (``path -> (write, binary)``): every one to a
+    temporary file first, and only when all are written, rename them into place. An
+    interrupted call leaves the previous set as it was."""
+    written: dict[Path, str] = {}
+    try:
+        for path, (write, binary) in files.items():
+            written[path] = _temporary(path, write, binary)
+    except BaseException:
+        for tmp in written.values():
+            os.unlink(tmp)
+        raise
+    for path, tmp in written.items():
+        os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda handle: json.dump(data, handle, indent=2))
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed writer left in ``folder`` (call it holding the lock)."""
+    for leftover in Path(folder).glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's exclusive lock (creating the directory); a second writer gets
+    a :class:`RunDirectoryError` naming the process that holds it."""
+    check_output_dir(run_dir, "--out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirectoryError(
+                f"run directory {str(run_dir)!r} is in use by another metarl process "
+                f"(pid {holder}); wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_output_dir(path: Path, flag: str) -> None:
+    """Refuse, before any work, a folder that cannot be written: an empty name, a file."""
+    if str(path).strip() in ("", "."):
+        raise RunDirectoryError(f"{flag} must name a folder, got {str(path)!r}")
+    if path.exists() and not path.is_dir():
+        raise RunDirectoryError(f"{flag} {str(path)!r} is a file, not a folder")
+    existing = next((parent for parent in (path, *path.parents) if parent.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"{flag} {str(path)!r}: {str(existing)!r} is not writable")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be written or would replace a file
+    of a run directory (``checkpoint.pt``, ``metrics.csv``, ``config.json``)."""
+    if not str(path).strip():
+        raise RunDirectoryError(f"{flag} must name a file, got {str(path)!r}")
+    if path.is_dir():
+        raise RunDirectoryError(f"{flag} {str(path)!r} is a folder; name a file in it")
+    if path.name in RUN_FILES and (path.parent / CHECKPOINT).exists():
+        raise RunDirectoryError(f"{flag} {str(path)!r} would replace a file of the run in "
+                                f"{str(path.parent)!r}; choose another name")
+    check_output_dir(path.parent if str(path.parent) != "." else Path.cwd(), flag)
+
+
 def append_metrics(path: Path, row: dict[str, float]) -> None:
-    """Append one row to ``metrics.csv``, writing the header first in a new file."""
+    """Append one row to ``metrics.csv``, writing the header first in a new file; a row whose
+    columns differ from the file's header is refused."""
+    if path.exists():
+        header = _read(path)[0]
+        if header != list(row):
+            raise RunDirectoryError(
+                f"{str(path)!r} has the columns {header}, the new row {list(row)}; the run "
+                "directory holds another run's log: choose another --out"
+            )
     new = not path.exists()
-    with path.open("a", newline="") as handle:
+    with path.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(row))
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def check_metrics_header(path: Path, columns: list[str]) -> None:
+    """Refuse a metrics log whose header is not ``columns`` (the checkpoint's record of it;
+    empty when the checkpoint has no rows yet)."""
+    if columns and path.exists() and _read(path)[0] != columns:
+        raise RunDirectoryError(
+            f"{str(path)!r} has the columns {_read(path)[0]}, the checkpoint's log "
+            f"{columns}; the run directory holds another run's log: choose another --out"
+        )
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, str | None]]]:
+    """The header and rows of a metrics file; unreadable text is a :class:`RunDirectoryError`."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            fields = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise RunDirectoryError(f"{str(path)!r} is not a metrics log ({error})") from None
+    complete = rows[:-1]  # the last row may be cut short by a crash: truncation drops it
+    if fields[:1] != ["iteration"] or any(None in row or None in row.values()
+                                          for row in complete):
+        raise RunDirectoryError(f"{str(path)!r} is not a metrics log (a header starting with "
+                                "'iteration' and rows of as many values)")
+    return fields, rows
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -62,22 +185,29 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
     path = Path(run_dir) / METRICS
     if not path.exists():
         raise RunDirectoryError(f"no {METRICS} in {str(run_dir)!r}; is it a run directory?")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    return _read(path)[1]  # type: ignore[return-value]
 
 
 def truncate_metrics(path: Path, iterations: int) -> None:
-    """Drop rows past the checkpoint (an iteration logged but interrupted before saving)."""
+    """Keep the rows of the first ``iterations`` iterations (a row logged past the checkpoint
+    belongs to an iteration interrupted before it was saved); fewer rows than that mean the
+    log does not belong to the checkpoint, which is refused."""
     if not path.exists():
+        if iterations:
+            raise RunDirectoryError(f"{str(path)!r} is missing, but the checkpoint holds "
+                                    f"{iterations} iterations")
         return
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        rows = [row for row in reader if _row_iteration(row) <= iterations]
+    fields, rows = _read(path)
+    kept = [row for row in rows if _row_iteration(row) <= iterations]
+    if [_row_iteration(row) for row in kept] != list(range(1, iterations + 1)):
+        raise RunDirectoryError(
+            f"{str(path)!r} does not log iterations 1..{iterations} that the checkpoint "
+            "holds; the run directory is inconsistent: choose another --out"
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(kept)
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 

@@ -11,6 +11,7 @@ bands). Intervals are Student-t across tasks
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,10 +25,10 @@ from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
 from metarl.run.checkpoint import load_learner, read_checkpoint, saved_config
 from metarl.run.evaluation import evaluate
 from metarl.run.factory import resolve_device
-from metarl.run.rundir import CHECKPOINT, RunDirectoryError, atomic_write, write_json
+from metarl.run.rundir import CHECKPOINT, RunDirectoryError, check_output_dir, write_set
 from metarl.run.training import train
 from metarl.tools.baselines import BASELINES, meta_training_steps, run_baseline
-from metarl.tools.plot import plot_adaptation
+from metarl.tools.plot import adaptation_figure, save_png
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -66,6 +67,7 @@ def compare(
     the ``results.json`` data.
     """
     out = Path(out_dir)
+    check_output_dir(out, "--out")
     task_family = registry.get_family(family)
     test_tasks, adapt_steps, episodes = (evaluation.test_tasks, evaluation.adapt_steps,
                                          evaluation.episodes)
@@ -117,9 +119,12 @@ def compare(
                                          split, budget, device)
             setup["description"] = _describe_baseline(algo, setup, matched_steps)
         results["learners"][algo] = {**result.to_json(), "setup": setup}
-        write_json(out / RESULTS_JSON, results)
-    atomic_write(out / RESULTS_MD, lambda handle: handle.write(format_comparison(results)))
-    plot_adaptation(results, out / ADAPTATION_PNG)
+    figure = adaptation_figure(results)
+    write_set({
+        out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
+        out / RESULTS_MD: (lambda handle: handle.write(format_comparison(results)), False),
+        out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
+    })
     return results
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from metarl.config import ConfigError
 from metarl.run.rundir import METRICS, atomic_write, read_metrics
@@ -23,13 +23,18 @@ def _figure(width: float) -> Figure:
     return Figure(figsize=(width, 4.5))
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_png(figure: Figure, handle: IO[bytes]) -> None:
+    """Write ``figure`` as a PNG to an open binary file."""
     figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120), binary=True)
+    figure.savefig(handle, format="png", dpi=120)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    atomic_write(path, lambda handle: save_png(figure, handle), binary=True)
     return path
 
 
-def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> Path:
+def adaptation_figure(results: Mapping[str, Any]) -> Figure:
     """Mean return vs adaptation step, one line per learner with its 95% band, from the
     ``results.json`` data that :func:`metarl.tools.compare.compare` writes."""
     figure = _figure(8.5)
@@ -46,7 +51,7 @@ def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> Path:
     axes.set_title(f"{results['family']}, {results['split']} split (bands: 95% CI across tasks)")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="learner")
-    return _save(figure, Path(path))
+    return figure
 
 
 def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -33,7 +33,7 @@ from metarl import registry
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
 from metarl.process import set_threads
 from metarl.run.evaluation import confidence_interval, evaluate
-from metarl.run.rundir import atomic_write, write_json
+from metarl.run.rundir import atomic_write, check_output_dir, write_json
 from metarl.run.training import train
 
 SUMMARY_JSON = "summary.json"
@@ -112,7 +112,8 @@ def _directory(label: str) -> str:
 
 def _check_registered(trials: list[Trial], evaluation: EvaluationConfig) -> None:
     for trial in trials:
-        registry.get_learner(trial.config.algo)
+        options = registry.get_learner(trial.config.algo).Options
+        from_dict(options, trial.config.algo_options, what=f"{trial.config.algo} option")
         registry.get_family(trial.config.family).check_split(evaluation.split)
         if trial.config.backend == "ray":
             raise ConfigError("sweep trials sample locally (each trial is already a Ray task); "
@@ -149,6 +150,9 @@ def sweep(spec: Mapping[str, Any], out_dir: str | Path, ray_address: str = "") -
     Connects to ``ray_address`` (or starts a local Ray instance) unless Ray is initialised.
     Returns the ``summary.json`` data; trials that failed are listed under ``failed``.
     """
+    check_output_dir(Path(out_dir), "--out")
+    out = Path(out_dir).resolve()
+    plan = load_sweep(spec, out)  # every input is checked before Ray starts
     try:  # Ray is an optional extra, imported only when a sweep runs
         import ray
         from ray import tune
@@ -156,8 +160,6 @@ def sweep(spec: Mapping[str, Any], out_dir: str | Path, ray_address: str = "") -
         raise ConfigError(
             f"metarl sweep needs Ray ({error}); install it with: pip install -e '.[ray]'"
         ) from None
-    out = Path(out_dir).resolve()
-    plan = load_sweep(spec, out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep.json", plan.spec)
     if not ray.is_initialized():

@@ -14,6 +14,8 @@ which comes with matplotlib).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ STEP_COLOURS = ((190, 60, 50), (40, 110, 200), (30, 140, 80), (140, 70, 170))
 GIF_COLOURS = 128
 """Colours in a recorded GIF's shared palette (the families draw with flat colours)."""
 MAX_WINDOW_WIDTH = 1280
+GIF = "watch.gif"
 """The default width of the whole view, when the panels' natural width is wider."""
 
 
@@ -359,8 +362,11 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
     """Write ``frames`` frames of the view as ``frame_NNNN.png`` and ``watch.gif`` in ``out_dir``
     (headless: no window is opened); returns the GIF's path.
 
-    The GIF shares one palette across frames (taken from a few frames spread over the
-    recording), so unchanged regions cost nothing from frame to frame.
+    The recording is made in a temporary folder inside ``out_dir`` and replaces the previous
+    one (its frames and GIF) only once complete, so an interrupted recording leaves the
+    previous one intact and no stale frames mix with new ones. The GIF shares one palette
+    across frames (taken from a few frames spread over the recording), so unchanged regions
+    cost nothing from frame to frame.
     """
     import pygame
     from PIL import Image
@@ -368,23 +374,29 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     surface = pygame.Surface(view.natural_size(width))
-    paths = [out_dir / f"frame_{index:04d}.png" for index in range(frames)]
-    for path in paths:
-        view.draw(surface)
-        pygame.image.save(surface, str(path))
-        view.step()
-    samples = [Image.open(path).convert("RGB") for path in paths[:: max(1, frames // 8)]]
-    montage = Image.new("RGB", (samples[0].width, samples[0].height * len(samples)))
-    for index, sample in enumerate(samples):
-        montage.paste(sample, (0, index * sample.height))
-    palette = montage.quantize(colors=GIF_COLOURS, dither=Image.Dither.NONE)
-    images = (
-        Image.open(path).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
-        for path in paths
-    )
-    gif = out_dir / "watch.gif"
-    next(images).save(
-        gif, save_all=True, append_images=images, duration=round(1000 / view.fps), loop=0,
-        optimize=True,
-    )
-    return gif
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".recording.") as scratch:
+        paths = [Path(scratch) / f"frame_{index:04d}.png" for index in range(frames)]
+        for path in paths:
+            view.draw(surface)
+            pygame.image.save(surface, str(path))
+            view.step()
+        samples = [Image.open(path).convert("RGB") for path in paths[:: max(1, frames // 8)]]
+        montage = Image.new("RGB", (samples[0].width, samples[0].height * len(samples)))
+        for index, sample in enumerate(samples):
+            montage.paste(sample, (0, index * sample.height))
+        palette = montage.quantize(colors=GIF_COLOURS, dither=Image.Dither.NONE)
+        images = (
+            Image.open(path).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
+            for path in paths
+        )
+        gif = Path(scratch) / GIF
+        next(images).save(
+            gif, save_all=True, append_images=images, duration=round(1000 / view.fps), loop=0,
+            optimize=True,
+        )
+        for old in out_dir.glob("frame_*.png"):
+            old.unlink()
+        for path in paths:
+            os.replace(path, out_dir / path.name)
+        os.replace(gif, out_dir / GIF)
+    return out_dir / GIF
