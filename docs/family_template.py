@@ -37,7 +37,7 @@ class LineTask:
 class LineTargetEnv(ArrayEnv):
     """
     ## Description
-    A point starts at 0 on a line and must reach a hidden target in [-1, 1].
+    A point starts within 0.1 of 0 on a line and must reach a hidden target in [-1, 1].
 
     ## Action Space
     `Box(-0.2, 0.2, (1,), float32)`: the move; larger moves are clipped.
@@ -56,6 +56,7 @@ class LineTargetEnv(ArrayEnv):
     render_size = (400, 120)
 
     def draw(self, canvas: Any) -> None:
+        """The current state (``self.state``, a batch of one) on a pygame Surface."""
         import pygame  # imported lazily: only rendering needs it
 
         width, height = canvas.get_size()
@@ -71,8 +72,13 @@ class LineTargetEnv(ArrayEnv):
 
 
 # 3. The family: class attributes, task distributions, and the dynamics written once as
-#    array code over a batch (every array has a leading batch dimension B). Draw randomness
-#    only from the BatchRNG you are given.
+#    array code over a batch. Every array has a leading batch dimension: n_tasks for
+#    task_params, B (= rng.batch_size, one column per (task, episode)) for everything else;
+#    task_params' arrays arrive repeated to B rows in the other functions. Randomness in the
+#    dynamics comes only from the BatchRNG you are given (never np.random): its draws return
+#    arrays of shape [B, *size], e.g. rng.uniform(low, high, size=(1,)), rng.normal(size=(2,)),
+#    rng.integers(high), rng.bernoulli(p), rng.categorical(probs). That is what makes a seeded
+#    batch reproduce the single env exactly (`metarl check` tests it).
 class LineTarget(ArrayFamily):
     name = "line-target"
     env_id = "metarl/LineTarget-v0"
@@ -92,19 +98,24 @@ class LineTarget(ArrayFamily):
         return [LineTask(target=float(t)) for t in magnitude * sign]
 
     def task_params(self, tasks: Sequence[LineTask]) -> TaskArrays:
+        """{name: array [n_tasks, ...]}: here "target" [n_tasks, 1] float64."""
         return {"target": np.array([[task.target] for task in tasks])}
 
     def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
-        return {"position": np.zeros((rng.batch_size, 1))}
+        """{name: array [B, ...]}: here "position" [B, 1] float64, uniform in [-0.1, 0.1)."""
+        return {"position": rng.uniform(-0.1, 0.1, size=(1,))}
 
     def transition(
         self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
+        """state and action [B, 1] (float32, as the action space) in; the next state (same
+        keys and shapes), reward [B] float and terminated [B] bool out."""
         position = np.clip(state["position"] + np.clip(action, -0.2, 0.2), -5.0, 5.0)
         reward = -np.abs(position - params["target"])[:, 0]
         return {"position": position}, reward, np.zeros(len(reward), dtype=bool)
 
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
+        """[B, *observation_space.shape], numbers castable to its dtype: here [B, 1]."""
         return state["position"]
 
 

@@ -171,10 +171,13 @@ def _families(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from metarl.family.checker import check_family
+    from metarl.family.checker import run_checks
 
     family = registry.get_family(_family(args.family))
-    problems = check_family(family)
+    results = run_checks(family)
+    problems = [problem for result in results for problem in result.problems or []]
+    for result in results if args.verbose else []:
+        print(f"{result.status:7s} {result.name:12s} {result.description}")
     for problem in problems:
         print(f"FAIL {problem}")
     if problems:
@@ -354,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     families.set_defaults(run=_families)
 
     check = verbs.add_parser("check", help="check a task family against the contract")
-    check.add_argument("family", help="registered name or module.path:FamilyClass")
+    check.add_argument("family", help="registered name, module.path:FamilyClass or "
+                       "path/to/file.py:FamilyClass")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="list every check and its result")
     check.set_defaults(run=_check)
 
     bench = verbs.add_parser("bench", help="measure sampler and meta-iteration speed")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,7 +73,8 @@ def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path):
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
     assert 2 <= len(metrics(interrupted)) < 6
-    assert main(["train", "--out", str(interrupted), "--resume", *args]) == 0
+    # resumed without any flag: on to the run's own target of 6, not the default 100
+    assert main(["train", "--out", str(interrupted), "--resume"]) == 0
     assert metrics(interrupted) == metrics(straight)
 
 
@@ -161,3 +163,45 @@ def test_learner_options_train(tmp_path, options):
     assert main(["train", "--out", str(run), "--iterations", "2", *TINY, *options]) == 0
     rows = metrics(run)
     assert len(rows) == 2 and all(float(row["return_after"]) < 0 for row in rows)
+
+
+def test_untrained_learner_evaluates_to_finite_sane_returns(tmp_path, capsys):
+    """`train --iterations 0` saves the freshly initialised learner; evaluating it is the
+    first sanity check of a new family."""
+    run = tmp_path / "untrained"
+    assert main(["train", "--out", str(run), "--iterations", "0", *TINY]) == 0
+    assert not (run / "metrics.csv").exists()
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--test-tasks", "5", "--adapt-steps", "1", "--episodes",
+                 "4", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    returns = np.array(result["task_returns"])
+    # Navigation2D: -100 steps x at most ~11 distance units; never positive
+    assert np.isfinite(returns).all() and (returns < 0).all() and (returns > -1500).all()
+    assert main(["train", "--out", str(run), "--resume", "--iterations", "1"]) == 0
+    assert len(metrics(run)) == 1
+
+
+def test_progress_lines_tell_the_time_left(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--iterations", "2", *TINY]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("[2/2] return before") and "s/it, 0m00s left)" in lines[-1]
+
+
+def test_tensorboard_events_hold_every_metric_and_the_evaluation(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--iterations", "2", "--tensorboard", *TINY]) == 0
+    assert main(["evaluate", str(run), "--test-tasks", "2", "--adapt-steps", "1",
+                 "--episodes", "2"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    columns = [column for column in metrics(run)[0] if column != "iteration"]
+    assert {f"metrics/{column}" for column in columns} <= tags
+    assert [e.step for e in events.Scalars("metrics/return_after")] == [1, 2]
+    logged = [e.value for e in events.Scalars("metrics/return_after")]
+    assert logged == pytest.approx([float(row["return_after"]) for row in metrics(run)])
+    assert "evaluation/test/after_1_steps/mean" in tags
+    assert events.Scalars("evaluation/test/after_1_steps/mean")[0].step == 2

@@ -1,8 +1,10 @@
 """The family checker: every contract of a task family, each failure explained.
 
-``check_family(family)`` returns a list of problems (empty when the family is sound);
-``assert_family_ok(family)`` raises :class:`FamilyContractError` listing them. ``metarl check``
-runs it from the command line.
+``check_family(family)`` returns a list of problems (empty when the family is sound), each one
+line naming the function at fault, what was expected and the fix; an error raised in the
+family's own code carries the file and line it came from. :func:`run_checks` gives every
+check with its result (``metarl check -v``); ``assert_family_ok(family)`` raises
+:class:`FamilyContractError` listing the problems.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
+from metarl.family.array import ArrayFamily
 from metarl.family.base import TaskFamily
+from metarl.family.rng import BatchRNG
+from metarl.family.tracebacks import describe
 
 N_TASKS = 3
 EPISODES_PER_TASK = 2
@@ -36,17 +41,44 @@ def assert_family_ok(family: TaskFamily) -> None:
         raise FamilyContractError(f"family {_name(family)} breaks the contract:\n{listing}")
 
 
+@dataclasses.dataclass
+class CheckResult:
+    """One check: its name, what it checks, and its problems (``None`` when it was skipped
+    because a check it depends on failed)."""
+
+    name: str
+    description: str
+    problems: list[str] | None
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.problems is None else "FAIL" if self.problems else "ok"
+
+
+def run_checks(family: TaskFamily) -> list[CheckResult]:
+    """Every contract check with its result; a check whose prerequisite failed is skipped."""
+    results: list[CheckResult] = []
+    failed = False
+    for check in _CHECKS:
+        name = check.__name__.removeprefix("_check_")
+        description = (check.__doc__ or "").strip().splitlines()[0]
+        if failed:
+            results.append(CheckResult(name, description, None))
+            continue
+        try:
+            problems = check(family)
+        except _FamilyRaised as error:
+            problems = [str(error)]
+        except Exception as error:  # a crash inside the family is itself the finding
+            problems = [f"{name}: the family raised {describe(error)}"]
+        results.append(CheckResult(name, description, problems))
+        failed = bool(problems) and check in _PREREQUISITES
+    return results
+
+
 def check_family(family: TaskFamily) -> list[str]:
     """Run every contract check; a problem found early can hide later ones that depend on it."""
-    problems: list[str] = []
-    for check in _CHECKS:
-        try:
-            problems.extend(check(family))
-        except Exception as error:  # a crash inside the family is itself the finding
-            problems.append(f"{check.__name__.removeprefix('_check_')}: raised {error!r}")
-        if problems and check in _PREREQUISITES:
-            break
-    return problems
+    return [problem for result in run_checks(family) for problem in result.problems or []]
 
 
 def _name(family: Any) -> str:
@@ -54,6 +86,7 @@ def _name(family: Any) -> str:
 
 
 def _check_attributes(family: TaskFamily) -> list[str]:
+    """class attributes: name, env_id, a frozen task dataclass, horizon, spaces, splits"""
     problems = []
     for attribute in ("name", "env_id", "task_type", "max_episode_steps", "observation_space",
                       "action_space"):
@@ -73,10 +106,18 @@ def _check_attributes(family: TaskFamily) -> list[str]:
         )
     if "test" not in family.splits:
         problems.append(f"splits {family.splits!r} must include 'test'")
+    has_ood = type(family).sample_ood_tasks is not TaskFamily.sample_ood_tasks
+    if "ood" in family.splits and not has_ood:
+        problems.append("splits lists 'ood' but the family has no sample_ood_tasks(n, rng): "
+                        "implement it, or drop 'ood' from splits")
+    if has_ood and "ood" not in family.splits:
+        problems.append("sample_ood_tasks(n, rng) is implemented but splits does not list "
+                        "'ood': add it, e.g. splits = ('test', 'ood')")
     return problems
 
 
 def _check_tasks(family: TaskFamily) -> list[str]:
+    """tasks: sample_tasks and test_tasks reproducible, JSON round trip"""
     problems = []
     tasks = family.sample_tasks(N_TASKS, np.random.default_rng(0))
     if len(tasks) != N_TASKS or not all(isinstance(t, family.task_type) for t in tasks):
@@ -102,7 +143,8 @@ def _check_tasks(family: TaskFamily) -> list[str]:
     if problems:
         return problems
     if tasks != family.sample_tasks(N_TASKS, np.random.default_rng(0)):
-        problems.append("sample_tasks is not reproducible: draw only from the rng it is given")
+        problems.append("sample_tasks(n, rng) is not reproducible: draw only from the rng it "
+                        "is given (rng.uniform(...)), never from np.random or random")
     for split in family.splits:
         split_tasks = family.test_tasks(N_TASKS, seed=0, split=split)
         if split_tasks != family.test_tasks(N_TASKS, seed=0, split=split):
@@ -112,7 +154,109 @@ def _check_tasks(family: TaskFamily) -> list[str]:
     return problems
 
 
+def _check_arrays(family: TaskFamily) -> list[str]:
+    """array functions: shapes and dtypes of task_params, initial_state, transition, observe"""
+    if not isinstance(family, ArrayFamily):
+        return []
+    tasks = family.test_tasks(N_TASKS)
+    batch = N_TASKS * EPISODES_PER_TASK
+    params = _call(family.task_params, "task_params(tasks)", tasks)
+    problems = _arrays("task_params(tasks)", params, N_TASKS, "len(tasks)")
+    if problems:
+        return problems
+    params = {key: np.repeat(value, EPISODES_PER_TASK, axis=0) for key, value in params.items()}
+    rng = BatchRNG.from_seed(SEED, batch)
+    state = _call(family.initial_state, "initial_state(params, rng)", params, rng)
+    problems = _arrays("initial_state(params, rng)", state, batch, "rng.batch_size")
+    if problems:
+        return problems
+    space = copy.deepcopy(family.action_space)
+    space.seed(SEED)
+    actions = np.stack([space.sample() for _ in range(batch)])
+    result = _call(family.transition, "transition(state, action, params, rng)", state, actions,
+                   params, rng)
+    if not (isinstance(result, tuple) and len(result) == 3):
+        return [f"transition(state, action, params, rng) must return (state, reward, "
+                f"terminated), got {type(result).__name__}"]
+    next_state, reward, terminated = result
+    problems = _arrays("transition(...)'s state", next_state, batch, "the batch")
+    if set(next_state) != set(state):
+        problems.append(f"transition(...) must return a state with the keys of "
+                        f"initial_state {sorted(state)}, got {sorted(next_state)}")
+    reward = np.asarray(reward)
+    if reward.shape != (batch,) or not np.issubdtype(reward.dtype, np.number):
+        problems.append(f"transition(...) must return reward as numbers of shape [B] = "
+                        f"{(batch,)}, got {reward.dtype} {reward.shape}: one reward per batch "
+                        "entry (e.g. reward.reshape(-1))")
+    terminated = np.asarray(terminated)
+    if terminated.shape != (batch,) or terminated.dtype != np.bool_:
+        problems.append(f"transition(...) must return terminated as a bool array of shape [B] "
+                        f"= {(batch,)}, got {terminated.dtype} {terminated.shape}: return a "
+                        "comparison (distance < radius) or np.zeros(B, dtype=bool)")
+    obs = np.asarray(_call(family.observe, "observe(state, params)", next_state, params))
+    expected = (batch, *family.observation_space.shape)
+    if obs.shape != expected:
+        problems.append(f"observe(state, params) must return [B, *observation shape] = "
+                        f"{expected}, got {obs.shape}")
+    elif not np.can_cast(obs.dtype, family.observation_space.dtype, casting="same_kind"):
+        problems.append(f"observe(state, params) must return numbers castable to "
+                        f"{family.observation_space.dtype}, got {obs.dtype}")
+    return problems
+
+
+def _check_randomness(family: TaskFamily) -> list[str]:
+    """randomness: dynamics draw only from the BatchRNG they are given"""
+    if not isinstance(family, ArrayFamily):
+        return []
+    tasks = family.test_tasks(N_TASKS)
+    params = family.task_params(tasks)
+    global_state = np.random.get_state()
+    rng = BatchRNG.from_seed(SEED, N_TASKS)
+    state = family.initial_state(params, rng)
+    space = copy.deepcopy(family.action_space)
+    space.seed(SEED)
+    actions = np.stack([space.sample() for _ in range(N_TASKS)])
+    family.transition(state, actions, params, rng)
+    after = np.random.get_state()
+    used = not np.array_equal(global_state[1], after[1]) or global_state[2] != after[2]
+    np.random.set_state(global_state)
+    if used:
+        return ["initial_state or transition draws from numpy's global random numbers "
+                "(np.random.*): draw only from the BatchRNG they are given, e.g. "
+                "rng.uniform(low, high, size=(2,)) or rng.normal(size=(2,))"]
+    return []
+
+
+def _call(function: Callable[..., Any], signature: str, *args: Any) -> Any:
+    """``function(*args)``; an error from the family's code becomes a finding that says
+    which function raised it, and where."""
+    try:
+        return function(*args)
+    except Exception as error:
+        raise _FamilyRaised(f"{signature} raised {describe(error)}") from None
+
+
+class _FamilyRaised(Exception):
+    """A family function raised; the message names it (see :func:`_call`)."""
+
+
+def _arrays(signature: str, arrays: Any, leading: int, what: str) -> list[str]:
+    if not isinstance(arrays, dict) or not all(isinstance(key, str) for key in arrays):
+        return [f"{signature} must return a dict of named numpy arrays, got "
+                f"{type(arrays).__name__}"]
+    problems = []
+    for key, value in arrays.items():
+        shape = np.shape(value)
+        if not isinstance(value, np.ndarray) or not shape or shape[0] != leading:
+            problems.append(f"{signature} must return arrays with leading dimension {what} = "
+                            f"{leading}; {key!r} is {type(value).__name__} of shape {shape}: "
+                            f"give every array the batch first, e.g. "
+                            f"np.zeros(({leading}, ...))")
+    return problems
+
+
 def _check_gymnasium(family: TaskFamily) -> list[str]:
+    """gymnasium: check_env, registration, spaces, task switching by reset options"""
     problems = []
     task = family.test_tasks(1)[0]
     env = family.make_env(task)
@@ -159,6 +303,7 @@ def _rollout(env: gym.Env, actions: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def _check_episodes(family: TaskFamily) -> list[str]:
+    """episodes: deterministic under a seed, finite rewards, observations in their space"""
     problems = []
     task = family.test_tasks(1)[0]
     space = copy.deepcopy(family.action_space)  # seeding must not touch the family's own
@@ -190,6 +335,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _check_batched(family: TaskFamily) -> list[str]:
+    """batched env: agrees exactly with the generic fallback over single envs"""
     problems = []
     tasks = family.test_tasks(N_TASKS)
     native = family.make_vector_env(tasks, EPISODES_PER_TASK)
@@ -202,7 +348,7 @@ def _check_batched(family: TaskFamily) -> list[str]:
     obs_fallback, _ = fallback.reset(seed=SEED)
     alive = np.ones(n, dtype=bool)
     if not np.array_equal(obs_native, obs_fallback):
-        problems.append(_disagree("reset observations", 0))
+        problems.append(_disagree(family, "reset observations", 0))
     for t in range(family.max_episode_steps):
         actions = native.action_space.sample()
         step_native = native.step(actions)
@@ -210,7 +356,7 @@ def _check_batched(family: TaskFamily) -> list[str]:
         for index, what in ((0, "observations"), (1, "rewards"), (2, "terminated")):
             a, b = step_native[index][alive], step_fallback[index][alive]
             if not np.array_equal(a, b):
-                problems.append(_disagree(what, t + 1))
+                problems.append(_disagree(family, what, t + 1))
         if problems:
             break
         if not np.all(np.isfinite(step_native[1])):
@@ -220,20 +366,25 @@ def _check_batched(family: TaskFamily) -> list[str]:
     return problems
 
 
-def _disagree(what: str, step: int) -> str:
-    return (
-        f"batched and single env disagree on {what} at step {step} for the same seed and "
-        "actions: write the dynamics once (ArrayFamily) and seed column i like a single env "
-        "reset with seed + i"
-    )
+def _disagree(family: TaskFamily, what: str, step: int) -> str:
+    if isinstance(family, ArrayFamily):
+        fix = ("the array functions give a batch of many other results than batches of one: "
+               "no function may mix values across the batch (e.g. a sum or max over axis 0), "
+               "and every draw must come from the BatchRNG")
+    else:
+        fix = ("write the dynamics once (ArrayFamily) and seed column i like a single env "
+               "reset with seed + i")
+    return (f"batched and single env disagree on {what} at step {step} for the same seed "
+            f"and actions: {fix}")
 
 
 def _check_render(family: TaskFamily) -> list[str]:
+    """rendering: rgb_array frames of shape [H, W, 3], uint8, not blank"""
     env = family.make_env(family.test_tasks(1)[0], render_mode="rgb_array")
     if "rgb_array" not in env.metadata.get("render_modes", []):
         return []
     env.reset(seed=SEED)
-    frame = env.render()
+    frame = _call(env.render, "render() (the env's draw(canvas))")
     env.close()
     if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3):
         return [f"render() in 'rgb_array' mode must return an [H, W, 3] array, got {frame!r:.80}"]
@@ -245,9 +396,11 @@ def _check_render(family: TaskFamily) -> list[str]:
 _CHECKS: list[Callable[[TaskFamily], list[str]]] = [
     _check_attributes,
     _check_tasks,
+    _check_arrays,
+    _check_randomness,
     _check_gymnasium,
     _check_episodes,
     _check_batched,
     _check_render,
 ]
-_PREREQUISITES = {_check_attributes, _check_tasks}
+_PREREQUISITES = {_check_attributes, _check_tasks, _check_arrays}

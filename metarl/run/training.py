@@ -65,7 +65,8 @@ def train(
     run_dir = Path(out_dir)
     check_output_dir(run_dir, "--out")
     device = resolve_device(config.device)
-    board = TensorBoardLog.check_available() if tensorboard else None
+    if tensorboard:
+        TensorBoardLog.check_available()
     created = not run_dir.exists()
     with locked(run_dir):
         remove_stale_temporaries(run_dir)
@@ -75,9 +76,7 @@ def train(
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        config = learner.config
-        if board is not None:
-            board = TensorBoardLog(run_dir, first_step=start + 1)
+        board = TensorBoardLog(run_dir, first_step=start + 1) if tensorboard else None
         try:
             _loop(learner, run_dir, start, log, board)
         finally:
