@@ -5,4 +5,5 @@ from metarl.agents import (
     maml,  # noqa: F401
     mbml,  # noqa: F401
     meml,  # noqa: F401
+    rl2,  # noqa: F401
 )

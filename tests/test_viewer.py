@@ -73,8 +73,8 @@ def test_panels_differ_exactly_where_the_policies_differ(run_dir: Path) -> None:
     assert not any(is_blank(frame) for frame in adapted)
     assert not np.array_equal(adapted[0], adapted[1])
 
-    view.params = {key: value[:1].repeat(2, *[1] * (value.dim() - 1))
-                   for key, value in view.params.items()}
+    view.actor.params = {key: value[:1].repeat(2, *[1] * (value.dim() - 1))
+                         for key, value in view.actor.params.items()}
     view.restart()
     same = run_steps(view, 25)
     assert np.array_equal(same[0], same[1])

@@ -1,8 +1,10 @@
 """The meta-learner base class: the two verbs, and the meta-iteration every learner runs.
 
 Two verbs: ``adapt(params, episodes) -> params`` (the inner loop, for a batch of tasks at
-once) and ``step(tasks) -> metrics`` (one outer update). Training, evaluation and the viewer
-use nothing else, so every learner is handled alike.
+once) and ``step(tasks) -> metrics`` (one outer update). Training uses ``step``; evaluation and
+the viewer use :meth:`MetaLearner.adaptation`, which by default samples and calls ``adapt``
+block after block, and which a learner that adapts otherwise (in a recurrent memory, say)
+overrides. So every learner is handled alike.
 
 A meta-iteration (:meth:`MetaLearner.step`) is collect, then update, as stable-baselines3's
 ``learn -> collect_rollouts -> train``: :meth:`~MetaLearner.collect` samples episodes with
@@ -26,6 +28,7 @@ from torch import Tensor
 
 from metarl.config import TrainConfig, from_dict
 from metarl.family.base import TaskFamily
+from metarl.learn.adaptation import Adaptation, ParamsAdaptation
 from metarl.learn.advantages import advantages
 from metarl.learn.surrogates import policy_gradient_step
 from metarl.policies.params import Params, detach_params
@@ -122,6 +125,8 @@ class MetaLearner(abc.ABC):
         self.policy = sampler.policy
         self.device = sampler.device
         self.rng = np.random.default_rng(config.seed)
+        self.env_steps = 0
+        """Real environment steps sampled for training so far (:meth:`sample` counts them)."""
 
     # --- the two verbs -----------------------------------------------------------------------
     def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
@@ -132,6 +137,7 @@ class MetaLearner(abc.ABC):
     def step(self, tasks: Sequence[Any]) -> dict[str, float]:
         """One meta-iteration on ``tasks``; returns metrics for the log."""
         timer = Timer(self.phases)
+        steps_before = self.env_steps
         rollouts = self.collect(tasks, timer)
         with timer("outer"):
             stats = self.outer_update(rollouts, timer)
@@ -139,8 +145,34 @@ class MetaLearner(abc.ABC):
             "return_before": float(rollouts.before.task_returns().mean()),
             "return_after": float(rollouts.after.batch.task_returns().mean()),
             **stats,
+            "env_steps": self.env_steps - steps_before,
             **timer.metrics(),
         }
+
+    # --- measuring adaptation -----------------------------------------------------------------
+    def adaptation(
+        self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+    ) -> Adaptation:
+        """Adapt to every one of ``tasks`` at once: block ``k`` samples ``episodes`` episodes
+        per task with the parameters after ``k`` steps, records their mean return and (before
+        the last block) adapts on them. Sampling is seeded by ``seed``; the learner's own
+        sampling state is left untouched (nor are its training steps counted)."""
+        generator_state = self.sampler.generator.get_state()
+        self.sampler.generator.manual_seed(seed)
+        rng = np.random.default_rng([seed, 0xE7A1])
+        params = self.meta_params()
+        sets: list[Params] = []
+        returns: list[np.ndarray] = []
+        try:
+            for step in range(adapt_steps + 1):
+                batch = self.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
+                sets.append(params)
+                returns.append(batch.task_returns().cpu().numpy().astype(np.float64))
+                if step < adapt_steps:
+                    params = detach_params(self.adapt(params, batch))
+        finally:
+            self.sampler.generator.set_state(generator_state)
+        return ParamsAdaptation(returns, sets, self.policy, self.device)
 
     # --- the pieces of a meta-iteration -----------------------------------------------------
     @property
@@ -200,7 +232,9 @@ class MetaLearner(abc.ABC):
         comes from the run's rng."""
         seed = int(self.rng.integers(2**31))
         episodes = self.config.episodes_per_task if episodes_per_task is None else episodes_per_task
-        return self.sampler.sample(tasks, episodes, params, seed)
+        batch = self.sampler.sample(tasks, episodes, params, seed)
+        self.env_steps += int(batch.mask.sum())
+        return batch
 
     # --- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -209,6 +243,7 @@ class MetaLearner(abc.ABC):
             "policy": self.policy.state_dict(),
             "rng": self.rng.bit_generator.state,
             "generator": self.sampler.generator.get_state(),
+            "env_steps": self.env_steps,
             **self.extra_state(),
         }
 
@@ -216,6 +251,7 @@ class MetaLearner(abc.ABC):
         self.policy.load_state_dict(state["policy"])
         self.rng.bit_generator.state = state["rng"]
         self.sampler.generator.set_state(state["generator"])
+        self.env_steps = int(state.get("env_steps", 0))
         self.load_extra_state(state)
 
     def extra_state(self) -> dict[str, Any]:

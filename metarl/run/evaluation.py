@@ -1,8 +1,11 @@
 """Few-episode adaptation on held-out tasks: return after 0..K adaptation steps.
 
-For every test task at once: sample ``episodes`` episodes with the current parameters, record
-the mean return, adapt on those episodes, repeat. Entry ``k`` of the result is the mean over
-tasks of the return after ``k`` adaptation steps, with a 95% Student-t interval across tasks.
+For every test task at once, block after block of ``episodes`` episodes: the learner plays a
+block, its mean return is recorded, and the learner adapts on it (gradient learners: sample
+with the current parameters, then adapt them; RL^2: the next episodes of one trial, see
+:meth:`metarl.learn.learner.MetaLearner.adaptation`). Entry ``k`` of the result is the mean
+over tasks of the return of block ``k`` (after ``k`` adaptation steps, ``k * episodes``
+episodes of the task), with a 95% Student-t interval across tasks.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from metarl.learn.adaptation import Adaptation
 from metarl.learn.learner import MetaLearner
-from metarl.policies.params import Params, detach_params
 
 
 @dataclass
@@ -73,35 +76,16 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 def adaptation_trajectory(
     learner: MetaLearner, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
-) -> tuple[list[Params], list[np.ndarray]]:
-    """theta_0 and the parameters after each of ``adapt_steps`` steps on every task at once.
-
-    Step k samples ``episodes`` episodes per task with the parameters after k steps, records
-    each task's mean return and adapts on those episodes. Returns the ``adapt_steps + 1``
-    parameter sets (theta_0 shared, the rest per task) and per-task returns. Sampling is
-    seeded by ``seed``; the learner's own sampling state is left untouched.
-    """
+) -> Adaptation:
+    """The learner's adaptation to every one of ``tasks`` (:meth:`MetaLearner.adaptation`):
+    ``adapt_steps + 1`` blocks of ``episodes`` episodes per task, seeded by ``seed``, the
+    learner's training state left untouched."""
     if adapt_steps < 0 or episodes < 1 or not tasks:
         raise ValueError(
             f"need adapt_steps >= 0, episodes >= 1 and some tasks; got {adapt_steps}, "
             f"{episodes}, {len(tasks)} tasks"
         )
-    generator_state = learner.sampler.generator.get_state()
-    learner.sampler.generator.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0xE7A1])
-    params = learner.meta_params()
-    sets: list[Params] = []
-    returns: list[np.ndarray] = []
-    try:
-        for step in range(adapt_steps + 1):
-            batch = learner.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
-            sets.append(params)
-            returns.append(batch.task_returns().cpu().numpy().astype(np.float64))
-            if step < adapt_steps:
-                params = detach_params(learner.adapt(params, batch))
-    finally:
-        learner.sampler.generator.set_state(generator_state)
-    return sets, returns
+    return learner.adaptation(tasks, adapt_steps, episodes, seed)
 
 
 def evaluate(
@@ -114,7 +98,7 @@ def evaluate(
 ) -> EvaluationResult:
     """Measure adaptation of ``learner`` on ``tasks`` (its training state is left untouched)."""
     began = time.perf_counter()
-    _, per_step = adaptation_trajectory(learner, tasks, adapt_steps, episodes, seed)
+    per_step = adaptation_trajectory(learner, tasks, adapt_steps, episodes, seed).returns
     return EvaluationResult.from_returns(
         per_step, learner.config.family, learner.config.algo, split, episodes, seed,
         time.perf_counter() - began,

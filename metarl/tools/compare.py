@@ -7,6 +7,12 @@ learners from their run directories (or trained here with a stated budget) throu
 ``results.md`` (a Markdown table) and ``adaptation.png`` (return vs adaptation step with 95%
 bands). Intervals are Student-t across tasks
 (:func:`metarl.run.evaluation.confidence_interval`).
+
+Each learner's row also states what its training cost, so that the comparison is fair on both
+axes: the real environment steps it sampled before the test tasks (meta-training, or
+ppo-finetune's pretraining; none for ppo-scratch and random) and the wall time that took. A
+meta-learner's figures are read from its run's ``metrics.csv`` (the ``env_steps`` and
+``iteration_seconds`` columns, summed over its iterations, resumed runs included).
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
 from metarl.run.checkpoint import load_learner, read_checkpoint, saved_config
 from metarl.run.evaluation import evaluate
 from metarl.run.factory import resolve_device
-from metarl.run.rundir import CHECKPOINT, RunDirectoryError, check_output_dir, write_set
+from metarl.run.rundir import (
+    CHECKPOINT,
+    RunDirectoryError,
+    check_output_dir,
+    read_metrics,
+    write_set,
+)
 from metarl.run.training import train
 from metarl.tools.baselines import BASELINES, meta_training_steps, run_baseline
 from metarl.tools.plot import adaptation_figure, save_png
@@ -80,11 +92,12 @@ def compare(
     meta_runs = _plan_meta_runs(family, algos, out, dict(runs or {}), train_iterations,
                                 dict(train_options or {}), seed, device)
     horizon = task_family.max_episode_steps
-    matched_steps = max(
-        (meta_training_steps(run.config, horizon, run.iterations) for run in meta_runs.values()),
-        default=meta_training_steps(from_dict(TrainConfig, dict(train_options or {})), horizon,
-                                    train_iterations),
-    )
+    planned = [meta_training_steps(run.config, horizon, run.iterations) for run in
+               meta_runs.values() if run.trained_here]
+    planned += [training_cost(run.run_dir)[0] for run in meta_runs.values()
+                if not run.trained_here]
+    matched_steps = max(planned, default=meta_training_steps(
+        from_dict(TrainConfig, dict(train_options or {})), horizon, train_iterations))
 
     tasks = task_family.test_tasks(test_tasks, seed=seed, split=split)
     results: dict[str, Any] = {
@@ -102,14 +115,16 @@ def compare(
                 learner, iterations = load_learner(run.run_dir, resolve_device(device))
             train_seconds = time.perf_counter() - began
             result = evaluate(learner, tasks, adapt_steps, episodes, seed, split)
-            steps = meta_training_steps(run.config, horizon, iterations)
+            steps, seconds = training_cost(run.run_dir)
             origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
                       else "loaded from its run directory")
             setup: dict[str, Any] = {
                 "kind": "meta-learner", "run_dir": str(run.run_dir), "trained_here":
                 run.trained_here, "iterations": iterations, "meta_training_env_steps": steps,
-                "description": f"{iterations} meta-iterations (at most {steps:,} env steps "
-                               f"of meta-training), run `{run.run_dir}`, {origin}",
+                "training_env_steps": steps, "training_seconds": seconds,
+                "description": f"{iterations} meta-iterations ({steps:,} env steps of "
+                               f"meta-training in {seconds:.0f} s), run `{run.run_dir}`, "
+                               f"{origin}",
             }
             if run.trained_here:
                 setup["train_seconds"] = train_seconds
@@ -117,6 +132,8 @@ def compare(
             budget = matched_steps if pretrain_steps is None else pretrain_steps
             result, setup = run_baseline(algo, task_family, tasks, adapt_steps, episodes, seed,
                                          split, budget, device)
+            setup["training_env_steps"] = setup.get("pretrain_steps", 0)
+            setup["training_seconds"] = setup.get("pretrain_seconds", 0.0)
             setup["description"] = _describe_baseline(algo, setup, matched_steps)
         results["learners"][algo] = {**result.to_json(), "setup": setup}
     figure = adaptation_figure(results)
@@ -126,6 +143,19 @@ def compare(
         out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
     })
     return results
+
+
+def training_cost(run_dir: Path) -> tuple[int, float]:
+    """The real env steps a run sampled in training and the seconds its iterations took, from
+    its ``metrics.csv``; a run logged without ``env_steps`` counts every episode to the
+    horizon (:func:`metarl.tools.baselines.meta_training_steps`)."""
+    rows = read_metrics(run_dir)
+    seconds = sum(float(row["iteration_seconds"]) for row in rows)
+    if rows and "env_steps" in rows[0]:
+        return sum(int(float(row["env_steps"])) for row in rows), seconds
+    config = saved_config(read_checkpoint(run_dir))
+    horizon = registry.get_family(config.family).max_episode_steps
+    return meta_training_steps(config, horizon, len(rows)), seconds
 
 
 def _train_config(family: str, algo: str, iterations: int, options: dict[str, Any], seed: int,
@@ -199,16 +229,22 @@ def format_comparison(results: Mapping[str, Any]) -> str:
         f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} episodes "
         "per adaptation step. Each cell: mean undiscounted return over the tasks after k steps "
         f"(k × {episodes} episodes of the task) [95% Student-t interval across tasks]. Wall "
-        "time: adapting and evaluating on all tasks (training time is under Setup).",
+        "time: adapting and evaluating on all tasks. Training: the real env steps each learner "
+        "sampled before seeing the test tasks (meta-training or pretraining) and the wall time "
+        "that took.",
         "",
-        "| learner | " + " | ".join(f"k = {k}" for k in steps) + " | wall time (s) |",
-        "|---|" + "---:|" * len(steps) + "---:|",
+        "| learner | " + " | ".join(f"k = {k}" for k in steps)
+        + " | wall time (s) | training env steps | training time (s) |",
+        "|---|" + "---:|" * len(steps) + "---:|---:|---:|",
     ]
     for name, result in learners.items():
         cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
                  zip(result["mean_return"], result["ci95_low"], result["ci95_high"],
                      strict=True)]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['wall_seconds']:.1f} |")
+        setup = result["setup"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['wall_seconds']:.1f} | "
+                     f"{setup.get('training_env_steps', 0):,} | "
+                     f"{setup.get('training_seconds', 0.0):.0f} |")
     lines += ["", "## Setup", ""]
     lines += [f"- **{name}**: {result['setup']['description']}" for name, result in
               learners.items()]

@@ -1,11 +1,12 @@
 """Watch a meta-learner adapt: its policy before adaptation and after each step, side by side.
 
-``metarl watch RUN_DIR`` loads a run, picks a held-out task and computes K+1 parameter sets on
-it: theta_0, then the parameters after each adaptation step (each step adapts, with the
-learner's own ``adapt``, on episodes sampled with the parameters of the step before, as
-``metarl evaluate`` does). Each set then plays the task live in its own env, in panels side by
-side. The pictures are the envs' own ``rgb_array`` frames, so the viewer holds no
-family-specific code: a new family, or a new learner, gets it unchanged.
+``metarl watch RUN_DIR`` loads a run, picks a held-out task and adapts to it as ``metarl
+evaluate`` does (:meth:`metarl.learn.learner.MetaLearner.adaptation`): K blocks of episodes,
+adapting after each. The learner's :class:`~metarl.learn.adaptation.Actor` for the task then
+plays it live, one panel side by side for the learner before adaptation and after each step
+(theta_0 and the adapted parameters; for RL^2 its memory after k blocks of the trial, restored
+at every episode start). The pictures are the envs' own ``rgb_array`` frames, so the viewer
+holds no family-specific code: a new family, or a new learner, gets it unchanged.
 
 Headless, ``--record DIR`` writes the same view as PNG frames and an animated GIF (Pillow,
 which comes with matplotlib).
@@ -21,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from metarl.config import ConfigError
 from metarl.family.drawing import font
+from metarl.learn.adaptation import Actor
 from metarl.learn.learner import MetaLearner
-from metarl.policies.params import Params, is_per_task, per_task
 from metarl.run.evaluation import adaptation_trajectory
 
 BACKGROUND = (250, 250, 248)
@@ -61,15 +61,13 @@ def pick_task(family: Any, task_json: str | None, seed: int, split: str) -> Any:
     return task
 
 
-def adaptation_params(
+def adaptation_actor(
     learner: MetaLearner, task: Any, adapt_steps: int, episodes: int, seed: int
-) -> tuple[list[Params], list[float]]:
-    """theta_0 and the parameters after each of ``adapt_steps`` steps on ``task`` (as
-    ``metarl evaluate`` computes them), each with one task dimension, and the mean return of
-    the episodes sampled with each."""
-    sets, returns = adaptation_trajectory(learner, [task], adapt_steps, episodes, seed)
-    per_task_sets = [params if is_per_task(params) else per_task(params, 1) for params in sets]
-    return per_task_sets, [float(r[0]) for r in returns]
+) -> tuple[Actor, list[float]]:
+    """The learner adapted to ``task`` as ``metarl evaluate`` adapts: an actor whose column k
+    acts as after k steps, and the mean return of each block of episodes."""
+    adaptation = adaptation_trajectory(learner, [task], adapt_steps, episodes, seed)
+    return adaptation.actor(0), [float(r[0]) for r in adaptation.returns]
 
 
 def task_summary(family: Any, task: Any) -> str:
@@ -129,7 +127,6 @@ class AdaptationView:
         self.deterministic = deterministic
         self.task_seed = seed
         self.envs: list[Any] = []
-        self.generator = torch.Generator(device=learner.device)
         self.set_task(task, source)
 
     @property
@@ -145,10 +142,9 @@ class AdaptationView:
         """Adapt to ``task`` and restart every panel on it."""
         self.task = task
         self.source = source
-        sets, self.mean_returns = adaptation_params(
+        self.actor, self.mean_returns = adaptation_actor(
             self.learner, task, self.adapt_steps, self.episodes, self.seed
         )
-        self.params = {key: torch.cat([p[key] for p in sets]) for key in sets[0]}
         self.restart()
 
     def next_task(self) -> None:
@@ -163,7 +159,7 @@ class AdaptationView:
         self.envs = [
             self.family.make_env(self.task, render_mode="rgb_array") for _ in range(self.n_panels)
         ]
-        self.generator.manual_seed(self.seed)
+        self.actor.reset(self.seed)
         self.episode = [0] * self.n_panels
         self.returns = [0.0] * self.n_panels
         self.last_returns: list[float | None] = [None] * self.n_panels
@@ -173,18 +169,14 @@ class AdaptationView:
     def _reset(self, panel: int) -> np.ndarray:
         episode_seed = int(np.random.default_rng([self.seed, self.episode[panel]]).integers(2**31))
         obs, _ = self.envs[panel].reset(seed=episode_seed)
+        self.actor.start_episode(panel)
         self.returns[panel] = 0.0
         self.done[panel] = False
         return obs
 
     def actions(self) -> np.ndarray:
         """One action per panel from its policy: sampled, or the mode if deterministic."""
-        policy = self.learner.policy
-        obs = torch.as_tensor(np.stack(self.obs), dtype=torch.float32, device=self.learner.device)
-        with torch.no_grad():
-            dist = policy.distribution(obs[:, None], self.params)
-            action = dist.mode if self.deterministic else policy.sample(dist, self.generator)
-        return action.reshape(self.n_panels, *policy.action_shape).cpu().numpy()
+        return self.actor.act(np.stack(self.obs), self.deterministic)
 
     def step(self) -> None:
         """Every panel takes one step; panels whose episode had ended start the next one."""
@@ -195,6 +187,7 @@ class AdaptationView:
                 self.obs[i] = self._reset(i)
                 continue
             self.obs[i], reward, terminated, truncated, _ = env.step(actions[i])
+            self.actor.feedback(i, float(reward), bool(terminated or truncated))
             self.returns[i] += reward
             if terminated or truncated:
                 self.done[i] = True

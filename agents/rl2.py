@@ -1,0 +1,498 @@
+"""RL^2 (Duan et al. 2016; Wang et al. 2016): a recurrent policy that adapts in its memory.
+
+A *trial* is ``--trial-episodes`` episodes of one task, played as one Gymnasium episode by
+:class:`TrialEnv`. The policy, an LSTM (sb3-contrib's ``MlpLstmPolicy``: separate actor and
+critic LSTMs of ``--hidden-size`` units, then ``--hidden-sizes`` layers), sees the observation
+plus the previous action, reward and episode-end flag. Its memory runs on across the episodes
+of a trial and starts from zero at every trial, so what it learns is how to explore a task and
+exploit what it found. Training is sb3-contrib's ``RecurrentPPO`` over trials of tasks drawn
+from the family: each meta-iteration gives each of ``--meta-batch-size`` parallel envs a task
+of the batch and one PPO update consumes ``--rollout-trials`` trials of each (episodes that end
+early leave room for the start of a next trial on the same task, cut at the update and
+bootstrapped with the value).
+
+Evaluation lines up with the gradient learners' blocks: on each held-out task one trial of
+``(K + 1) * E`` episodes, block ``k`` being episodes ``k*E .. (k+1)*E - 1`` (after ``k*E``
+episodes of the task), the same real-episode budget as K adaptation steps of E episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from metarl.config import ConfigError, option
+from metarl.learn.adaptation import Actor, Adaptation
+from metarl.learn.learner import MetaLearner, Rollouts, Timer
+from metarl.policies.params import Params
+from metarl.registry import register_learner
+from metarl.rollout.episodes import EpisodeBatch
+
+if TYPE_CHECKING:  # sb3-contrib is imported when an RL^2 learner is built
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+_EVALUATION_STREAM = 0x2E1
+"""Seeds of the evaluation trials' envs, apart from every training stream."""
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
+
+
+class ActionCodec:
+    """How actions travel: the policy's action space, the env's actions and the previous-action
+    features in the observation.
+
+    Discrete actions pass as they are and appear one-hot. A Box with finite bounds is offered
+    to the policy as ``[-1, 1]^d`` and rescaled to the env's bounds (a unit-scale Gaussian then
+    fits every family); it appears clipped to ``[-1, 1]``. Other spaces pass as they are.
+    """
+
+    def __init__(self, space: gym.Space) -> None:
+        self.env_space = space
+        self.rescale = (isinstance(space, gym.spaces.Box) and bool(np.all(np.isfinite(space.low)))
+                        and bool(np.all(np.isfinite(space.high))))
+        if isinstance(space, gym.spaces.Box):
+            low, high = (-1.0, 1.0) if self.rescale else (space.low, space.high)
+            self.space: gym.Space = gym.spaces.Box(low, high, space.shape, np.float32)
+        elif isinstance(space, gym.spaces.Discrete):
+            self.space = space
+        else:
+            raise ConfigError(f"rl2 needs a Box or Discrete action space, got {space}")
+        self.features_space = gym.spaces.flatten_space(self.space)
+        self.width = int(self.features_space.shape[0])
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        """The env's action for the policy's ``action`` (one, or a batch)."""
+        if not self.rescale:
+            return action
+        space = self.env_space
+        unit = np.clip(action, -1.0, 1.0)
+        return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+    def features(self, action: Any) -> np.ndarray:
+        """The previous-action features of one policy action."""
+        if isinstance(self.space, gym.spaces.Box):
+            action = np.clip(np.asarray(action, dtype=np.float32), self.space.low, self.space.high)
+        return gym.spaces.flatten(self.space, action).astype(np.float32)
+
+    def batch_features(self, actions: np.ndarray) -> np.ndarray:
+        """:meth:`features` of every action of a batch, ``[n, width]``."""
+        if isinstance(self.space, gym.spaces.Discrete):
+            return np.eye(self.width, dtype=np.float32)[np.asarray(actions, dtype=np.int64)]
+        return np.clip(actions, self.space.low, self.space.high).astype(np.float32).reshape(
+            len(actions), -1)
+
+
+class TrialEnv(gym.Wrapper):
+    """One trial, ``episodes`` episodes of the same task, as one Gymnasium episode.
+
+    Observation (float32), in this order: the wrapped env's observation (flattened), the
+    previous action's features (:class:`ActionCodec`: one-hot, or the Box action in
+    ``[-1, 1]``), the previous reward, and a flag that is 1 when the previous step ended an
+    episode. At the trial's first step all but the observation are 0. When an episode ends
+    (terminated or truncated) and it is not the trial's last, the wrapped env is reset at once
+    and the step returns the new episode's first observation with the flag 1; the step that
+    ends the last episode terminates the trial. Steps that end an episode add
+    ``trial_episode`` (its index in the trial) and ``episode_return`` to ``info``.
+
+    The task changes at a trial's start: ``reset(options={"task": ...})``, or the task given to
+    :meth:`set_task` (kept for the trials after it).
+    """
+
+    def __init__(self, env: gym.Env, episodes: int) -> None:
+        if episodes < 1:
+            raise ConfigError(f"a trial needs at least 1 episode, got {episodes}")
+        super().__init__(env)
+        self.episodes = episodes
+        self.codec = ActionCodec(env.action_space)
+        self.action_space = self.codec.space
+        self.env_observation_space = env.observation_space
+        flat = gym.spaces.flatten_space(env.observation_space)
+        codes = self.codec.features_space
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([flat.low, codes.low, [-np.inf, 0.0]]).astype(np.float32),
+            np.concatenate([flat.high, codes.high, [np.inf, 1.0]]).astype(np.float32),
+            dtype=np.float32,
+        )
+        self.task: Any = None
+        self.episode = 0
+        self.episode_return = 0.0
+        self.returns: list[float] = []
+        self.completed: list[list[float]] = []
+        """The episode returns of every trial completed since the caller last cleared it."""
+
+    def set_task(self, task: Any) -> None:
+        """Play ``task`` from the next trial on."""
+        self.task = task
+
+    def observation_of(self, obs: Any, features: np.ndarray, reward: float,
+                       ended: bool) -> np.ndarray:
+        """The trial's observation: ``obs``, previous-action features, reward and flag."""
+        flat = gym.spaces.flatten(self.env_observation_space, obs).astype(np.float32)
+        return np.concatenate([flat, features, np.float32([reward, float(ended)])])
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        options = dict(options or {})
+        if "task" in options:
+            self.task = options["task"]
+        elif self.task is not None:
+            options["task"] = self.task
+        obs, info = self.env.reset(seed=seed, options=options or None)
+        self.episode = 0
+        self.episode_return = 0.0
+        self.returns = []
+        return self.observation_of(obs, np.zeros(self.codec.width, np.float32), 0.0, False), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(self.codec.to_env(action))
+        self.episode_return += float(reward)
+        ended = bool(terminated or truncated)
+        trial_over = False
+        if ended:
+            info = {**info, "trial_episode": self.episode, "episode_return": self.episode_return}
+            self.returns.append(self.episode_return)
+            self.episode += 1
+            self.episode_return = 0.0
+            trial_over = self.episode == self.episodes
+            if trial_over:
+                self.completed.append(self.returns)
+            else:
+                obs, _ = self.env.reset()
+        features = self.codec.features(action)
+        return self.observation_of(obs, features, float(reward), ended), float(reward), \
+            False, trial_over, info
+
+
+@dataclass(frozen=True)
+class RL2Options:
+    trial_episodes: int = option(10, "episodes per training trial: the memory runs on across "
+                                     "them and is reset between trials", min=1)
+    hidden_size: int = option(128, "LSTM units (actor and critic LSTM each)", min=1)
+    rollout_trials: int = option(1, "trials per task in one PPO update (environment steps per "
+                                    "update: meta-batch-size x rollout-trials x trial-episodes "
+                                    "x horizon at most)", min=1)
+    learning_rate: float = option(3e-3, "Adam step size", above=0.0)
+    epochs: int = option(4, "PPO epochs over each update's trials", min=1)
+    minibatches: int = option(4, "minibatches per epoch, each of whole trials (at most "
+                                 "--meta-batch-size)", min=1)
+    clip_range: float = option(0.2, "PPO ratio clip", above=0.0)
+    ent_coef: float = option(0.01, "entropy bonus coefficient", min=0.0)
+    vf_coef: float = option(0.5, "value loss coefficient", above=0.0)
+    max_grad_norm: float = option(0.5, "gradient norm clip", above=0.0)
+    ppo_gae_lambda: float = option(0.3, "GAE lambda of the PPO advantages (--gae-lambda is "
+                                         "the gradient learners')", min=0.0, max=1.0)
+    normalize_reward: bool = option(False, "scale training rewards by a running estimate of the "
+                                          "discounted return's spread (SB3 VecNormalize)")
+
+
+def _timers() -> Any:
+    """A callback timing the rollout and the update of one ``learn`` call."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Times(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.marks: dict[str, float] = {}
+
+        def _on_rollout_start(self) -> None:
+            self.marks["start"] = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.marks["rollout_end"] = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Times()
+
+
+@register_learner("rl2")
+class RL2(MetaLearner):
+    """RL^2 with RecurrentPPO over trials (see the module docstring)."""
+
+    Options = RL2Options
+    phases = ("sampling", "update")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from sb3_contrib import RecurrentPPO
+        from stable_baselines3.common.logger import Logger
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+        config, options = self.config, self.options
+        if config.backend != "local":
+            raise ConfigError(f"rl2 steps its own envs; --backend {config.backend} does not "
+                              "apply (use --backend local)")
+        if options.minibatches > config.meta_batch_size:
+            raise ConfigError(f"--minibatches must be <= --meta-batch-size (each minibatch holds "
+                              f"whole trials), got {options.minibatches} > "
+                              f"{config.meta_batch_size}")
+        self.horizon = self.family.max_episode_steps
+        self.n_steps = options.rollout_trials * options.trial_episodes * self.horizon
+        default = self.family.default_task()
+        self.envs: DummyVecEnv = DummyVecEnv([
+            lambda: self.trial_env(default, options.trial_episodes)
+            for _ in range(config.meta_batch_size)
+        ])
+        self.codec = ActionCodec(self.family.action_space)
+        self.training_env: VecEnv = self.envs
+        self.normalizer = None
+        if options.normalize_reward:
+            self.normalizer = VecNormalize(self.envs, norm_obs=False, gamma=config.gamma)
+            self.training_env = self.normalizer
+        self.model: RecurrentPPO = RecurrentPPO(
+            "MlpLstmPolicy", self.training_env, learning_rate=options.learning_rate,
+            n_steps=self.n_steps,
+            batch_size=self.n_steps * config.meta_batch_size // options.minibatches,
+            n_epochs=options.epochs, gamma=config.gamma, gae_lambda=options.ppo_gae_lambda,
+            clip_range=options.clip_range, ent_coef=options.ent_coef, vf_coef=options.vf_coef,
+            max_grad_norm=options.max_grad_norm, device=self.device, seed=None,
+            policy_kwargs={
+                "lstm_hidden_size": options.hidden_size,
+                "net_arch": list(config.hidden_sizes),
+                "activation_fn": ACTIVATIONS[config.activation],
+            },
+        )
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
+        self.policy = self.model.policy  # type: ignore[assignment]
+
+    def trial_env(self, task: Any, episodes: int) -> TrialEnv:
+        """A trial of ``episodes`` episodes of ``task`` (the family's env, time limit included)."""
+        env = TrialEnv(self.family.make_env(task), episodes)
+        env.set_task(task)
+        return env
+
+    # --- the two verbs -----------------------------------------------------------------------
+    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
+        raise NotImplementedError(
+            "rl2 adapts in its recurrent memory, not its parameters: use adaptation() (what "
+            "metarl evaluate and watch call)"
+        )
+
+    def step(self, tasks: Sequence[Any]) -> dict[str, float]:
+        """One PPO update on fresh trials: parallel env ``i`` plays ``tasks[i]``."""
+        if len(tasks) != self.envs.num_envs:
+            raise ConfigError(f"rl2 plays --meta-batch-size {self.envs.num_envs} tasks per "
+                              f"iteration, got {len(tasks)}")
+        model = self.model
+        for env, task in zip(self.envs.envs, tasks, strict=True):
+            env.set_task(task)  # type: ignore[attr-defined]
+        self.training_env.seed(int(self.rng.integers(2**31)))
+        # Every update starts fresh trials from a zero memory. The start is not flagged as an
+        # episode start: the memory is zero already, and unflagged sequences take the LSTM's
+        # fast path in the update.
+        model._last_obs = self.training_env.reset()
+        model._last_episode_starts = np.zeros(self.envs.num_envs, dtype=bool)
+        for states in model._last_lstm_states:
+            for state in states:
+                state.zero_()
+        seed = int(self.rng.integers(2**31))
+        timer = _timers()
+        steps_before = model.num_timesteps
+        numpy_state = np.random.get_state()
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            try:
+                model.learn(self.n_steps * self.envs.num_envs, callback=timer,
+                            log_interval=None, reset_num_timesteps=False)
+            finally:
+                np.random.set_state(numpy_state)
+        done = time.perf_counter()
+        steps = model.num_timesteps - steps_before
+        self.env_steps += steps
+        first, last, trials = self._trial_returns()
+        logged = model.logger.name_to_value
+        return {
+            "return_before": first,
+            "return_after": last,
+            "trial_return": trials,
+            "entropy": -float(logged["train/entropy_loss"]),
+            "approx_kl": float(logged["train/approx_kl"]),
+            "clip_fraction": float(logged["train/clip_fraction"]),
+            "value_loss": float(logged["train/value_loss"]),
+            "explained_variance": float(logged["train/explained_variance"]),
+            "env_steps": steps,
+            "sampling_seconds": timer.marks["rollout_end"] - timer.marks["start"],
+            "update_seconds": done - timer.marks["rollout_end"],
+        }
+
+    def _trial_returns(self) -> tuple[float, float, float]:
+        """Mean return of the first and the last episode of the trials completed since the last
+        call, and their mean trial return (the sum over the trial's episodes)."""
+        trials = [trial for env in self.envs.envs for trial in env.completed]  # type: ignore
+        for env in self.envs.envs:
+            env.completed.clear()  # type: ignore[attr-defined]
+        returns = np.asarray(trials, dtype=np.float64)
+        return (float(returns[:, 0].mean()), float(returns[:, -1].mean()),
+                float(returns.sum(axis=1).mean()))
+
+    def _cuda_devices(self) -> list[int]:
+        return [self.device.index or 0] if self.device.type == "cuda" else []
+
+    # --- outer-update hooks of the base class, which RL^2 does not use -------------------------
+    def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
+        raise NotImplementedError("rl2 updates with RecurrentPPO in step()")
+
+    # --- measuring adaptation -----------------------------------------------------------------
+    def adaptation(
+        self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+    ) -> RL2Adaptation:
+        """One trial of ``(adapt_steps + 1) * episodes`` episodes on each task, all at once;
+        block ``k`` is episodes ``k*episodes .. (k+1)*episodes - 1``. Also keeps, per task, the
+        memory at the start of each block (what :meth:`RL2Adaptation.actor` plays from)."""
+        blocks = adapt_steps + 1
+        length = blocks * episodes
+        n = len(tasks)
+        envs = [self.trial_env(task, length) for task in tasks]
+        seeds = np.random.SeedSequence([seed, _EVALUATION_STREAM]).generate_state(n)
+        obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
+        state = self.zero_memory(n)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        memories = [[t.clone() for t in state] for _ in range(blocks)]
+        width = self.codec.width + 2  # previous action, reward and flag
+        tails = np.zeros((blocks, n, width), np.float32)
+        tails[0] = obs[:, -width:]
+        returns = np.zeros((n, length))
+        alive = np.ones(n, dtype=bool)
+        progress = tqdm(total=length * self.horizon, desc=f"rl2 trials on {n} tasks",
+                        unit="step", leave=False, disable=None)
+        while alive.any():
+            actions, state = self.act(obs, state, generator)
+            for i in np.flatnonzero(alive):
+                obs[i], _, _, trial_over, info = envs[i].step(actions[i])
+                if "trial_episode" in info:
+                    played = info["trial_episode"] + 1
+                    returns[i, played - 1] = info["episode_return"]
+                    if played < length and played % episodes == 0:
+                        block = played // episodes
+                        for kept, now in zip(memories[block], state, strict=True):
+                            kept[:, i] = now[:, i]
+                        tails[block, i] = obs[i, -width:]
+                alive[i] = not trial_over
+            progress.update(1)
+        progress.close()
+        for env in envs:
+            env.close()
+        per_block = list(returns.reshape(n, blocks, episodes).mean(axis=2).T)
+        return RL2Adaptation(per_block, self, memories, tails)
+
+    def zero_memory(self, n: int) -> tuple[Tensor, Tensor]:
+        """The actor LSTM's (hidden, cell) state at a trial's start, for ``n`` columns."""
+        lstm = self.model.policy.lstm_actor
+        shape = (lstm.num_layers, n, lstm.hidden_size)
+        return (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
+
+    @torch.no_grad()
+    def act(
+        self, obs: np.ndarray, state: tuple[Tensor, Tensor], generator: torch.Generator,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[Tensor, Tensor]]:
+        """The policy's actions (in its own action space) for trial observations ``obs``
+        ``[n, ...]`` and the next memory; noise from ``generator``."""
+        policy = self.model.policy
+        policy.set_training_mode(False)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        starts = torch.zeros(len(obs), device=self.device)
+        dist, state = policy.get_distribution(obs_t, state, starts)
+        inner = dist.distribution
+        if deterministic:
+            action = dist.mode()
+        elif isinstance(inner, torch.distributions.Categorical):
+            action = torch.multinomial(inner.probs, 1, generator=generator).squeeze(-1)
+        else:
+            noise = torch.randn(inner.mean.shape, generator=generator, device=self.device)
+            action = inner.mean + inner.stddev * noise
+        actions = action.cpu().numpy()
+        if isinstance(self.codec.space, gym.spaces.Box):
+            actions = np.clip(actions, self.codec.space.low, self.codec.space.high)
+        return actions, state
+
+    # --- checkpointing ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "policy": self.model.policy.state_dict(),
+            "optimizer": self.model.policy.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "env_steps": self.env_steps,
+            "num_timesteps": self.model.num_timesteps,
+            "updates": self.model._n_updates,
+        }
+        if self.normalizer is not None:
+            stats = self.normalizer.ret_rms
+            state["reward_scale"] = [float(stats.mean), float(stats.var), float(stats.count)]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.policy.load_state_dict(state["policy"])
+        self.model.policy.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.env_steps = int(state["env_steps"])
+        self.model.num_timesteps = int(state["num_timesteps"])
+        self.model._n_updates = int(state["updates"])
+        if self.normalizer is not None:
+            stats = self.normalizer.ret_rms
+            stats.mean, stats.var, stats.count = (np.float64(v) for v in state["reward_scale"])
+
+
+@dataclass
+class RL2Adaptation(Adaptation):
+    """RL^2's trials: ``memories[k]`` is the actor LSTM's (hidden, cell) state, ``[layers,
+    tasks, units]``, at the start of block ``k``; ``tails[k]`` the previous action, reward and
+    flag features there, ``[tasks, width]``."""
+
+    learner: RL2
+    memories: list[list[Tensor]]
+    tails: np.ndarray
+
+    def actor(self, task: int) -> RecurrentActor:
+        memory = tuple(torch.stack([m[j][:, task] for m in self.memories], dim=1)
+                       for j in range(2))
+        return RecurrentActor(self.learner, memory, self.tails[:, task])
+
+
+class RecurrentActor(Actor):
+    """Column ``k`` plays from the memory RL^2 had after ``k`` blocks of its trial, restored at
+    every episode start, on the family's own env (observations extended here as
+    :class:`TrialEnv` extends them)."""
+
+    def __init__(self, learner: RL2, memory: tuple[Tensor, ...], tails: np.ndarray) -> None:
+        self.learner = learner
+        self.start_memory = memory
+        self.start_tails = tails
+        self.n_columns = len(tails)
+        self.observation_space = learner.family.observation_space
+        self.generator = torch.Generator(device=learner.device)
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+        self.memory = tuple(t.clone() for t in self.start_memory)
+        self.tails = self.start_tails.copy()
+        self.actions = np.zeros((self.n_columns, *self.learner.codec.space.shape))
+
+    def start_episode(self, column: int) -> None:
+        for now, start in zip(self.memory, self.start_memory, strict=True):
+            now[:, column] = start[:, column]
+        self.tails[column] = self.start_tails[column]
+
+    def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        flat = np.stack([gym.spaces.flatten(self.observation_space, o) for o in observations])
+        obs = np.concatenate([flat.astype(np.float32), self.tails], axis=1)
+        self.actions, self.memory = self.learner.act(obs, self.memory, self.generator,
+                                                     deterministic)
+        return self.learner.codec.to_env(self.actions)
+
+    def feedback(self, column: int, reward: float, done: bool) -> None:
+        features = self.learner.codec.features(self.actions[column])
+        self.tails[column] = np.concatenate([features, np.float32([reward, float(done)])])
