@@ -18,7 +18,7 @@ from metarl.tools.plot import plot_training
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SCHEMA = ("family", "algo", "test_tasks", "episodes_per_step", "adapt_steps", "mean_return",
           "ci95_low", "ci95_high", "wall_seconds", "task_returns")
-ALGOS = ["maml", "random", "ppo-scratch", "ppo-finetune"]
+ALGOS = ["maml", "maml@1", "random", "ppo-scratch", "ppo-finetune"]
 SMALL = EvaluationConfig(test_tasks=3, adapt_steps=1, episodes=2)
 
 
@@ -40,10 +40,12 @@ def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) ->
     assert saved == json.loads(json.dumps(results))
     assert list(saved["learners"]) == ALGOS
     assert len(saved["tasks"]) == 3
-    for algo, learner in saved["learners"].items():
+    for label, learner in saved["learners"].items():
+        algo, _, episodes = label.partition("@")
         assert set(SCHEMA) <= set(learner), algo
         assert learner["algo"] == algo and learner["family"] == "navigation2d"
-        assert learner["test_tasks"] == 3 and learner["episodes_per_step"] == 2
+        assert learner["test_tasks"] == 3
+        assert learner["episodes_per_step"] == (int(episodes) if episodes else 2)
         assert learner["adapt_steps"] == [0, 1]
         for key in ("mean_return", "ci95_low", "ci95_high", "task_returns"):
             assert len(learner[key]) == 2, (algo, key)
@@ -55,7 +57,7 @@ def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) ->
     assert saved["learners"]["ppo-finetune"]["setup"]["pretrain_steps"] == 400
     assert (out / "runs" / "maml" / "checkpoint.pt").exists()
     table = (out / "results.md").read_text()
-    assert all(f"| {algo} |" in table for algo in ALGOS)
+    assert all(f"| {algo} | {1 if '@' in algo else 2} |" in table for algo in ALGOS)
     assert (out / "adaptation.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -81,6 +83,8 @@ def test_random_baseline_is_reproducible() -> None:
         (["--algos", "random", "--adapt-steps", "-1"], "--adapt-steps must be >= 0"),
         (["--algos", "random", "--split", "weird"], "no split 'weird'"),
         (["--algos", "random,random"], "names a learner twice"),
+        (["--algos", "random,random@x"], "after '@' give the real episodes per adaptation"),
+        (["--algos", "maml@0"], "after '@' give the real episodes per adaptation"),
         (["--algos", "maml", "--run", "maml=/no/such/run"], "does not exist"),
         (["--algos", "maml", "--run", "maml"], "expects ALGO=RUN_DIR"),
         (["--algos", "random", "--run", "random=/x"], "must name a meta-learner"),

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from metarl.agents.rl2 import RL2, TrialEnv
 
 from metarl import registry
+from metarl.agents.rl2 import RL2, TrialEnv
 from metarl.cli import main
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
 from metarl.run.evaluation import evaluate

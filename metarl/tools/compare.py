@@ -58,6 +58,31 @@ class _MetaRun:
     trained_here: bool
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One row of a comparison: a learner or baseline, with the real episodes it adapts on
+    per step (``NAME@E`` in ``--algos``; the evaluation's episodes otherwise)."""
+
+    label: str
+    algo: str
+    episodes: int
+
+
+def parse_entries(algos: Sequence[str], episodes: int) -> list[Entry]:
+    """``--algos`` entries: ``maml``, or ``maml@5`` for 5 real episodes per adaptation step."""
+    entries = []
+    for text in algos:
+        algo, sep, count = text.partition("@")
+        if sep and not (count.isdigit() and int(count) >= 1):
+            raise ConfigError(f"--algos entry {text!r}: after '@' give the real episodes per "
+                              "adaptation step, a whole number >= 1 (e.g. maml@5)")
+        entries.append(Entry(text, algo, int(count) if sep else episodes))
+    labels = [entry.label for entry in entries]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--algos names a learner twice: {','.join(labels)}")
+    return entries
+
+
 def compare(
     family: str,
     algos: Sequence[str],
@@ -71,9 +96,12 @@ def compare(
 ) -> dict[str, Any]:
     """Evaluate ``algos`` on the same held-out tasks and write the results into ``out_dir``.
 
-    Meta-learners named in ``runs`` are loaded from their run directories; the others are
-    trained here for ``train_iterations`` (with ``train_options``, any :class:`TrainConfig`
-    fields; ``evaluation.seed`` is their seed) into ``out_dir/runs/ALGO``. ``pretrain_steps``
+    An entry of ``algos`` is a learner or baseline name, or ``NAME@E`` to adapt on ``E``
+    real episodes per step instead of ``evaluation.episodes`` (the same learner may appear
+    with several budgets). Meta-learners named in ``runs`` are loaded from their run
+    directories; the others are trained here for ``train_iterations`` (with
+    ``train_options``, any :class:`TrainConfig` fields; ``evaluation.seed`` is their seed)
+    into ``out_dir/runs/ALGO``. ``pretrain_steps``
     is ppo-finetune's pretraining budget; by default the environment steps the compared
     meta-learners' training sampled. Every input is checked before any work starts. Returns
     the ``results.json`` data.
@@ -89,7 +117,9 @@ def compare(
     if pretrain_steps is not None and pretrain_steps < 1:
         raise ConfigError(f"--pretrain-steps must be >= 1, got {pretrain_steps}")
     task_family.check_split(split)
-    meta_runs = _plan_meta_runs(family, algos, out, dict(runs or {}), train_iterations,
+    entries = parse_entries(algos, episodes)
+    names = list(dict.fromkeys(entry.algo for entry in entries))
+    meta_runs = _plan_meta_runs(family, names, out, dict(runs or {}), train_iterations,
                                 dict(train_options or {}), seed, device)
     horizon = task_family.max_episode_steps
     planned = [meta_training_steps(run.config, horizon, run.iterations) for run in
@@ -105,16 +135,20 @@ def compare(
         "episodes_per_step": episodes, "adapt_steps": list(range(adapt_steps + 1)),
         "tasks": [task_family.task_to_json(task) for task in tasks], "learners": {},
     }
-    for algo in tqdm(algos, desc="compare", unit="learner"):
+    learners: dict[str, tuple[Any, int, float]] = {}  # algo -> learner, iterations, seconds
+    for entry in tqdm(entries, desc="compare", unit="learner"):
+        algo = entry.algo
         if algo in meta_runs:
             run = meta_runs[algo]
-            began = time.perf_counter()
-            if run.trained_here:
-                learner, iterations = train(run.config, run.run_dir), run.iterations
-            else:
-                learner, iterations = load_learner(run.run_dir, resolve_device(device))
-            train_seconds = time.perf_counter() - began
-            result = evaluate(learner, tasks, adapt_steps, episodes, seed, split)
+            if algo not in learners:
+                began = time.perf_counter()
+                if run.trained_here:
+                    loaded = train(run.config, run.run_dir), run.iterations
+                else:
+                    loaded = load_learner(run.run_dir, resolve_device(device))
+                learners[algo] = (*loaded, time.perf_counter() - began)
+            learner, iterations, train_seconds = learners[algo]
+            result = evaluate(learner, tasks, adapt_steps, entry.episodes, seed, split)
             steps, seconds = training_cost(run.run_dir)
             origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
                       else "loaded from its run directory")
@@ -130,12 +164,12 @@ def compare(
                 setup["train_seconds"] = train_seconds
         else:
             budget = matched_steps if pretrain_steps is None else pretrain_steps
-            result, setup = run_baseline(algo, task_family, tasks, adapt_steps, episodes, seed,
-                                         split, budget, device)
+            result, setup = run_baseline(algo, task_family, tasks, adapt_steps, entry.episodes,
+                                         seed, split, budget, device)
             setup["training_env_steps"] = setup.get("pretrain_steps", 0)
             setup["training_seconds"] = setup.get("pretrain_seconds", 0.0)
             setup["description"] = _describe_baseline(algo, setup, matched_steps)
-        results["learners"][algo] = {**result.to_json(), "setup": setup}
+        results["learners"][entry.label] = {**result.to_json(), "setup": setup}
     figure = adaptation_figure(results)
     write_set({
         out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
@@ -178,8 +212,6 @@ def _plan_meta_runs(
         if algo not in known:
             raise ConfigError(f"unknown algorithm {algo!r} in --algos; choose from "
                               f"{', '.join(known)}")
-    if len(set(algos)) != len(algos):
-        raise ConfigError(f"--algos names a learner twice: {','.join(algos)}")
     for algo in runs:
         if algo not in algos or algo in BASELINES:
             raise ConfigError(f"--run {algo}=... must name a meta-learner listed in --algos "
@@ -226,23 +258,25 @@ def format_comparison(results: Mapping[str, Any]) -> str:
     lines = [
         f"# Adaptation on {results['family']} ({results['split']} split)",
         "",
-        f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} episodes "
-        "per adaptation step. Each cell: mean undiscounted return over the tasks after k steps "
-        f"(k × {episodes} episodes of the task) [95% Student-t interval across tasks]. Wall "
+        f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} real "
+        "episodes per adaptation step unless the row says otherwise (NAME@E). Each cell: mean "
+        "undiscounted return over the tasks after k steps (k × E real episodes of the task) "
+        "[95% Student-t interval across tasks]. Wall "
         "time: adapting and evaluating on all tasks. Training: the real env steps each learner "
         "sampled before seeing the test tasks (meta-training or pretraining) and the wall time "
         "that took.",
         "",
-        "| learner | " + " | ".join(f"k = {k}" for k in steps)
+        "| learner | real episodes per step | " + " | ".join(f"k = {k}" for k in steps)
         + " | wall time (s) | training env steps | training time (s) |",
-        "|---|" + "---:|" * len(steps) + "---:|---:|---:|",
+        "|---|---:|" + "---:|" * len(steps) + "---:|---:|---:|",
     ]
     for name, result in learners.items():
         cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
                  zip(result["mean_return"], result["ci95_low"], result["ci95_high"],
                      strict=True)]
         setup = result["setup"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['wall_seconds']:.1f} | "
+        lines.append(f"| {name} | {result['episodes_per_step']} | " + " | ".join(cells)
+                     + f" | {result['wall_seconds']:.1f} | "
                      f"{setup.get('training_env_steps', 0):,} | "
                      f"{setup.get('training_seconds', 0.0):.0f} |")
     lines += ["", "## Setup", ""]
