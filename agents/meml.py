@@ -107,7 +107,7 @@ class MEMLOptions:
     max_kl: float = option(0.01, "TRPO trust region: max mean KL", above=0.0)
     learn_prior: bool = option(True, "implicit update: meta-learn lambda per parameter tensor")
     learn_inner_lr: bool = option(True, "implicit update: meta-learn alpha per parameter tensor")
-    hyper_lr: float = option(0.05, "Adam step size on log lambda and log alpha", above=0.0)
+    hyper_lr: float = option(0.02, "Adam step size on log lambda and log alpha", above=0.0)
     implicit_precision: str = option(
         "steps", "precision mu of the implicit system: 'steps' matches the --inner-steps "
         "iterations (first order in H), 'fixed-point' their limit p/(alpha(1-p))",

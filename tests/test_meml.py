@@ -313,3 +313,34 @@ def test_meml_adapts_over_several_steps_on_held_out_navigation_tasks():
     assert returns[3] > returns[0] + 15.0, returns
     assert returns[1] > returns[0] and returns[3] > returns[1], returns
     assert result.ci95_low[3] > result.ci95_high[0], result
+
+
+# family -> (meta-iterations, meta-batch size, episodes per task, inner step size, options):
+# test_learning.py's budgets with 3 inner steps and MEML's own initial inner step sizes
+# (meta-learned from there); catch takes the trust-region outer step (docs/meml.md).
+BUDGETS = {
+    "navigation2d": (20, 10, 10, 0.1, {}),
+    "bandit-5": (40, 20, 20, 1.0, {}),
+    "bandit-10": (40, 20, 20, 1.0, {}),
+    "tabular-mdp": (60, 20, 20, 2.0, {}),
+    "cartpole-tasks": (40, 20, 20, 1.0, {}),
+    "maze": (60, 20, 20, 1.0, {}),
+    "catch": (60, 20, 20, 0.5, {"meta_optimizer": "trpo"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(BUDGETS))
+def test_meml_adapts_on_every_family(family, tmp_path):
+    """On 40 held-out tasks the return after the 3 inner steps is above the return before,
+    with non-overlapping 95% intervals."""
+    from metarl.run.training import train
+
+    iterations, n_tasks, episodes, inner_lr, options = BUDGETS[family]
+    config = TrainConfig(family=family, algo="meml", iterations=iterations,
+                         meta_batch_size=n_tasks, episodes_per_task=episodes, inner_lr=inner_lr,
+                         inner_steps=3, seed=0, device="cpu", algo_options=options)
+    learner = train(config, tmp_path / family, log=None)
+    result = evaluate(learner, learner.family.test_tasks(40, seed=0), adapt_steps=3,
+                      episodes=episodes, seed=0)
+    assert result.ci95_low[3] > result.ci95_high[0], result.mean_return
