@@ -118,6 +118,9 @@ class MEMLOptions:
         "'after' (the post-adaptation ones, at theta_t), or 'path' (every inner step's, at the "
         "parameters that sampled them)", choices=("inner", "after", "path"),
     )
+    hessian_subsample: float = option(
+        1.0, "fraction of each task's episodes used for the Hessian products", above=0.0, max=1.0,
+    )
     implicit_cg_iters: int = option(
         5, "implicit update: conjugate-gradient iterations (0: first order, M y = g)", min=0
     )
@@ -328,16 +331,20 @@ class MEML(MetaLearner):
         Hessian on each step's episodes at the parameters that sampled them (step k weighted
         as the unrolled loop weighs it, ``(1-p)^(K-k+1)``, normalised)."""
         choice = self.options.hessian_episodes
+
+        def subsample(episodes: Episodes) -> Episodes:
+            return episodes.subsample(self.options.hessian_subsample, self.sampler.generator)
+
         if choice == "after":
-            return [(1.0, adapted, rollouts.after)]
+            return [(1.0, adapted, subsample(rollouts.after))]
         if choice == "inner":
-            return [(1.0, adapted, rollouts.inner[-1])]
+            return [(1.0, adapted, subsample(rollouts.inner[-1]))]
         keep = 1.0 - float(self.pull().log().mean().exp())
         steps = len(rollouts.inner)
         weights = [keep ** (steps - k) for k in range(steps)]
         params, terms = per_task(self.meta_params(), len(rollouts.tasks)), []
         for weight, episodes in zip(weights, rollouts.inner):
-            terms.append((weight / sum(weights), params, episodes))
+            terms.append((weight / sum(weights), params, subsample(episodes)))
             params = self.inner_step(params, episodes, create_graph=False)
         return terms
 
