@@ -300,18 +300,20 @@ def test_bad_options_are_rejected_with_the_option_named(options, message):
 
 # --- learning ----------------------------------------------------------------------------------
 def test_meml_adapts_over_several_steps_on_held_out_navigation_tasks():
-    """A short run (12 iterations, 10 tasks x 10 episodes, 3 inner steps): the return after 3
-    steps beats the return before by a wide margin, and each step helps."""
+    """A short run (20 iterations, 10 tasks x 10 episodes, 3 inner steps; about 12 s): on 20
+    held-out tasks the return after 3 steps beats the return before by a wide margin, with
+    intervals apart, and each step helps."""
+    torch.set_num_threads(1)
     config = TrainConfig(family="navigation2d", algo="meml", seed=0, meta_batch_size=10,
                          episodes_per_task=10, inner_steps=3)
     learner = build_learner(config, torch.device("cpu"))
-    for _ in range(12):
+    for _ in range(20):
         learner.step(learner.family.sample_tasks(config.meta_batch_size, learner.rng))
     test = get_family("navigation2d").test_tasks(20, seed=0)
     result = evaluate(learner, test, adapt_steps=3, episodes=10, seed=0)
     returns = result.mean_return
-    assert returns[3] > returns[0] + 15.0, returns
-    assert returns[1] > returns[0] and returns[3] > returns[1], returns
+    assert returns[3] > returns[0] + 10.0, returns
+    assert returns[0] < returns[1] < returns[2] < returns[3], returns
     assert result.ci95_low[3] > result.ci95_high[0], result
 
 
