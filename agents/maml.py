@@ -22,16 +22,16 @@ from metarl.learn.learner import Episodes, MetaLearner, Rollouts, Timer
 from metarl.learn.optim import hessian_vector_product, trust_region_step
 from metarl.learn.surrogates import (
     clipped_surrogate,
-    detach_distribution,
     distributions,
+    identity_jacobian_fisher,
     inner_gradient,
+    kl_hessian_product,
     log_probs_under,
     mean_kl,
     policy_gradient_step,
 )
 from metarl.policies.params import Params, detach_params, flat, per_task, unflat
 from metarl.registry import register_learner
-from metarl.rollout.episodes import EpisodeBatch
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,9 @@ class MAML(MetaLearner):
             steps.append((leaves, grads))
             params = {key: (leaf + lr * grad).detach()
                       for key, leaf, grad in zip(params, leaves, grads)}
-        fisher = self.fisher_product(data.outer.subsample(fraction, generator).batch, params)
+        fisher = kl_hessian_product(
+            self.policy, data.outer.subsample(fraction, generator).batch, params
+        )
 
         def jacobian_product(vectors: list[Tensor], order: Sequence[Any]) -> list[Tensor]:
             for leaves, grads in order:
@@ -203,26 +205,7 @@ class MAML(MetaLearner):
     def identity_fvp(self, data: OuterData) -> Callable[[Tensor], Tensor]:
         """Mean over tasks of each adapted policy's Fisher (inner Jacobian taken as I)."""
         outer = data.outer.subsample(self.options.fvp_subsample, self.sampler.generator).batch
-        fisher = self.fisher_product(outer, data.adapted)
-        theta = list(self.policy.parameters())
-
-        def product(v: Tensor) -> Tensor:
-            directions = [d.expand_as(p) for d, p in zip(unflat(v, theta), data.adapted.values())]
-            return flat([h.sum(dim=0) for h in fisher(directions)])
-
-        return product
-
-    def fisher_product(
-        self, outer: EpisodeBatch, adapted: Params
-    ) -> Callable[[list[Tensor]], list[Tensor]]:
-        """Products with the Hessian of the mean KL with respect to per-task ``adapted``
-        parameters (each task's Fisher over the number of tasks), on per-task directions."""
-        phi = {key: value.detach().requires_grad_() for key, value in adapted.items()}
-        dist = distributions(self.policy, phi, outer)
-        kl = mean_kl(detach_distribution(dist), dist, outer)
-        leaves = list(phi.values())
-        grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
-        return lambda directions: hessian_vector_product(grad_kl, leaves, directions)
+        return identity_jacobian_fisher(self.policy, outer, data.adapted)
 
     def ppo_update(self, data: OuterData) -> dict[str, float]:
         assert self.optimizer is not None

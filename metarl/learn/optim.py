@@ -29,14 +29,18 @@ def conjugate_gradient(
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``A @ v``.
 
     Returns ``x`` and the residual ``b - A x`` (kept by the iteration, so ``A x`` costs no
-    further product)."""
+    further product). Stops early, keeping the iterate so far, where ``A`` shows non-positive
+    curvature along a search direction (an estimated matrix that is not positive definite)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     r_dot = r @ r
     for _ in range(iterations):
         ap = matvec(p)
-        alpha = r_dot / (p @ ap)
+        curvature = p @ ap
+        if curvature <= 0:
+            break
+        alpha = r_dot / curvature
         x += alpha * p
         r -= alpha * ap
         new_r_dot = r @ r

@@ -8,12 +8,15 @@ once) and per-task parameters (leading ``n_tasks`` dimension, see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
+from metarl.learn.optim import hessian_vector_product
 from metarl.policies.mlp import MLPPolicy
-from metarl.policies.params import Params, is_per_task, per_task
+from metarl.policies.params import Params, flat, is_per_task, per_task, unflat
 from metarl.rollout.episodes import EpisodeBatch
 
 
@@ -132,3 +135,32 @@ def detach_distribution(dist: Distribution) -> Distribution:
     if isinstance(dist, Categorical):
         return Categorical(logits=dist.logits.detach(), validate_args=False)
     raise TypeError(f"cannot detach a {type(dist).__name__}")
+
+
+def kl_hessian_product(
+    policy: MLPPolicy, episodes: EpisodeBatch, params: Params
+) -> Callable[[list[Tensor]], list[Tensor]]:
+    """Products with the Hessian of the mean KL with respect to per-task ``params`` (each
+    task's Fisher over the number of tasks), on per-task directions."""
+    phi = {key: value.detach().requires_grad_() for key, value in params.items()}
+    dist = distributions(policy, phi, episodes)
+    kl = mean_kl(detach_distribution(dist), dist, episodes)
+    leaves = list(phi.values())
+    grad_kl = torch.autograd.grad(kl, leaves, create_graph=True)
+    return lambda directions: hessian_vector_product(grad_kl, leaves, directions)
+
+
+def identity_jacobian_fisher(
+    policy: MLPPolicy, episodes: EpisodeBatch, params: Params
+) -> Callable[[Tensor], Tensor]:
+    """Flat ``v -> F v`` for a shared (theta_0-shaped) ``v``: the mean over tasks of each
+    adapted policy's Fisher, as if the adapted per-task ``params`` moved with theta_0 one for
+    one (the inner steps' Jacobian taken as the identity)."""
+    fisher = kl_hessian_product(policy, episodes, params)
+    like = [value[0] for value in params.values()]
+
+    def product(v: Tensor) -> Tensor:
+        directions = [d.expand_as(p) for d, p in zip(unflat(v, like), params.values())]
+        return flat([h.sum(dim=0) for h in fisher(directions)])
+
+    return product
