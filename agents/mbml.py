@@ -2,22 +2,24 @@
 
 The article's "meta-learning model that stores model parameters and training strategies" is a
 learned model of the task family, ``f(s, a, z) -> (s' - s, r, termination)``: what all tasks
-share lives in its weights, what differs between tasks in a small task latent ``z``
-(``--latent-size`` numbers). The model is Gaussian in the observation change and the reward
-(a mean and a standard deviation each) and Bernoulli in termination.
+share lives in its weights phi, what differs between tasks in a small task latent ``z``
+(``--latent-size`` numbers). The model is linear in ``z`` over meta-learned features
+(:class:`LatentModel`), so inferring a task's latent is Bayesian linear regression in closed
+form (as ALPaCA does), batched over tasks.
 
 Notation of the article: theta_0 the policy's meta-parameters, theta_t the policy adapted to
-task t, alpha the inner step size (``--inner-lr``); phi the model's weights, z_t task t's
-latent, eta the latent step sizes (meta-learned, one per latent dimension), L the model loss
-(negative log-likelihood of transitions).
+task t, alpha the inner step size (``--inner-lr``); phi the model's weights, z_0 and Lambda_0
+the latent prior's mean and precision (meta-learned), L the model loss (Gaussian negative
+log-likelihood of observation change and reward, Bernoulli of termination).
 
 Adapting to task t:
 
 1. sample ``--real-episodes`` real episodes D_t with theta_0;
-2. infer the task latent by ``--latent-steps`` gradient steps on z alone (CAVIA-style):
-   ``z <- z - eta * grad_z L(phi, z; D_t)``, from the meta-learned ``z_0``;
-3. roll out ``--imagined-episodes`` episodes per task with theta_0 in the model with ``z_t``
-   (itself a batched env, run by the ordinary :class:`metarl.rollout.sampler.Sampler`);
+2. infer the task latent z_t = argmin_z L(phi, z; D_t) + |z - z_0|^2_{Lambda_0} / 2, one
+   linear solve per task (the limit of gradient steps on z alone);
+3. roll out ``--imagined-episodes`` episodes per task with theta_0 in the model with ``z_t``,
+   from the real episodes' start states (the model is itself a batched env, run by the
+   ordinary :class:`metarl.rollout.sampler.Sampler`);
 4. ``theta_t = theta_0 + alpha grad J_t^model(theta_0)``: the policy-gradient inner step on
    the imagined episodes.
 
@@ -25,11 +27,11 @@ Meta-training, per iteration, on fresh real episodes D'_t sampled with theta_t:
 
 - policy: ``theta_0 <- argmax E_t[J_t(theta_t)]`` through the imagined inner step, with MAML's
   outer optimisers (TRPO by default, see :mod:`metarl.agents.maml`);
-- model: ``phi, z_0, eta <- Adam(grad E_t[L(phi, z_t; D'_t) + L(phi, z_t; D_t)])`` with z_t
-  inferred from D_t and differentiated through (second order in the few latent steps): the
-  latent inferred from theta_0's episodes must predict the episodes of the adapted policy,
-  which go where theta_0's do not. Each iteration adds its (D_t, D'_t) pairs to a buffer of
-  the last ``--model-buffer`` iterations, which the model trains on.
+- model: ``phi, z_0, Lambda_0 <- Adam(grad E_t[L(phi, z_t; D_t) + L(phi, z_t; D'_t)])`` with
+  z_t inferred from D_t and differentiated through: the latent inferred from theta_0's
+  episodes must predict the episodes of the adapted policy, which go where theta_0's do not.
+  Each iteration adds (D_t, ``--model-query-episodes`` of D'_t) to a buffer of the last
+  ``--model-buffer`` iterations, which the model trains on (``--model-epochs`` steps).
 
 ``--model oracle`` puts the family's true dynamics in the model's place (the imagined
 episodes are real episodes of the same tasks, sampled with theta_0): MBML then is MAML with
@@ -39,7 +41,8 @@ imagined step is wrong".
 Every iteration logs the model's errors on the post-adaptation real transitions, with the
 prior latent ``z_0`` and with the inferred ``z_t`` (``model_reward_error[_prior]``,
 ``model_transition_error[_prior]``: mean squared errors of the mean prediction in the
-family's own units), before the model trains on them.
+family's own units), before the model trains on them, and the cosine between the inner
+step's gradient on imagined and on real episodes (``imagined_gradient_cosine``).
 
 The point is test-time sample efficiency: adaptation uses ``--real-episodes`` real episodes per
 task (default 5) where MAML uses ``--episodes-per-task`` (20).
@@ -74,7 +77,7 @@ MIN_LOG_STD, MAX_LOG_STD = -7.0, 2.0
 class MBMLOptions(MAMLOptions):
     real_episodes: int = option(5, "real episodes per task, sampled with theta_0, from which "
                                    "the task latent is inferred", min=1)
-    imagined_episodes: int = option(20, "episodes per task imagined in the model for the inner "
+    imagined_episodes: int = option(50, "episodes per task imagined in the model for the inner "
                                         "step", min=1)
     model: str = option("learned", "'learned' latent model, or 'oracle': the family's true "
                         "dynamics in its place (a check of the imagined step)",
@@ -435,9 +438,13 @@ class MBML(MAML):
         return sampler.sample(range(real.n_tasks), episodes, params, seed)
 
     def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
-        """Infer each task's latent from its (real) ``episodes``, then one policy-gradient step
-        on episodes imagined in the model."""
-        return super().adapt(params, self.imagine(episodes, detach_params(params)), create_graph)
+        """Infer each task's latent from its (real) ``episodes``, then ``--inner-steps``
+        policy-gradient steps, each on fresh episodes imagined in the model: as in training,
+        every inner step comes from the same real episodes."""
+        for _ in range(self.config.inner_steps):
+            params = super().adapt(params, self.imagine(episodes, detach_params(params)),
+                                   create_graph)
+        return params
 
     def collect(self, tasks: Sequence[Any], timer: Timer) -> Rollouts:
         """Real episodes with theta_0, imagined inner steps, real episodes after."""

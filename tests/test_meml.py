@@ -5,14 +5,13 @@ Reptile option, and learning on held-out tasks."""
 import numpy as np
 import pytest
 import torch
+
 from metarl.agents.meml import (
     fixed_point_precisions,
     implicit_solve,
     pulls,
     step_precisions,
 )
-
-import metarl.agents.meml  # noqa: F401  (registers "meml")
 from metarl.config import ConfigError, TrainConfig
 from metarl.learn.surrogates import inner_gradient
 from metarl.policies.params import flat, unflat
