@@ -20,6 +20,13 @@ train() {  # train NAME ARGS...: one resumable run directory under $runs
 # RL^2: 4 to 10 minutes each on 2 shared cores.
 train bandit-10-rl2 --family bandit-10 --algo rl2 --iterations 250
 train tabular-mdp-rl2 --family tabular-mdp --algo rl2 --iterations 120
+# tabular-mdp with gamma 0.9 (docs/rl2.md, "Improvement over the first block"): 400 updates.
+train tabular-mdp-rl2-gamma0.9 --family tabular-mdp --algo rl2 --gamma 0.9 --iterations 400
+for blocks in "4 2" "9 1"; do
+    set -- $blocks
+    "$metarl" evaluate "$runs/tabular-mdp-rl2-gamma0.9" --test-tasks 200 --adapt-steps "$1" \
+        --episodes "$2" --json "$docs/tabular-mdp-rl2-gamma0.9-blocks-of-$2.json"
+done
 train maze-rl2 --family maze --algo rl2 --trial-episodes 5 --iterations 20
 train navigation2d-rl2 --family navigation2d --algo rl2 --trial-episodes 5 --iterations 12
 for family in bandit-10 tabular-mdp; do

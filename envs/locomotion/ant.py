@@ -22,6 +22,7 @@ from metarl.envs.locomotion.base import (
     LocomotionFamily,
     box,
     check_real,
+    direction_params,
     sample_directions,
 )
 from metarl.envs.locomotion.physics import BatchPhysics
@@ -351,7 +352,7 @@ class AntDir(AntFamily):
         return sample_directions(n, rng)
 
     def task_params(self, tasks: Sequence[DirectionTask]) -> TaskArrays:
-        return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
+        return direction_params(tasks)
 
     def task_reward(self, state: State, params: TaskArrays) -> np.ndarray:
         return params["direction"] * state["velocity"][:, 0]

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.locomotion.physics import BatchPhysics
-from metarl.family.array import ArrayEnv, ArrayFamily, ArrayVectorEnv
+from metarl.family.array import ArrayEnv, ArrayFamily, ArrayVectorEnv, TaskArrays
 from metarl.family.rng import BatchRNG
 
 HORIZON = 200
@@ -48,6 +48,11 @@ class DirectionTask:
 def sample_directions(n: int, rng: np.random.Generator) -> list[DirectionTask]:
     """Forward or backward with equal probability."""
     return [DirectionTask(direction=1 if forward else -1) for forward in rng.random(n) < 0.5]
+
+
+def direction_params(tasks: Sequence[DirectionTask]) -> TaskArrays:
+    """The directions of ``tasks`` as the array family's task parameters, ``[B]``."""
+    return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
 
 
 def check_real(name: str, value: Any) -> None:

@@ -19,6 +19,7 @@ from metarl.envs.locomotion.base import (
     LocomotionFamily,
     box,
     check_real,
+    direction_params,
     sample_directions,
 )
 from metarl.family.array import State, TaskArrays
@@ -278,7 +279,7 @@ class HalfCheetahDir(HalfCheetahFamily):
         return sample_directions(n, rng)
 
     def task_params(self, tasks: Sequence[DirectionTask]) -> TaskArrays:
-        return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
+        return direction_params(tasks)
 
     def task_reward(self, velocity: np.ndarray, params: TaskArrays) -> np.ndarray:
         return params["direction"] * velocity

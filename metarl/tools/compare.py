@@ -149,14 +149,16 @@ def compare(
                 learners[algo] = (*loaded, time.perf_counter() - began)
             learner, iterations, train_seconds = learners[algo]
             result = evaluate(learner, tasks, adapt_steps, entry.episodes, seed, split)
-            steps, seconds = training_cost(run.run_dir)
+            steps, seconds, counted = training_cost(run.run_dir)
+            bound = "" if counted else "at most "
             origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
                       else "loaded from its run directory")
             setup: dict[str, Any] = {
                 "kind": "meta-learner", "run_dir": str(run.run_dir), "trained_here":
                 run.trained_here, "iterations": iterations, "meta_training_env_steps": steps,
-                "training_env_steps": steps, "training_seconds": seconds,
-                "description": f"{iterations} meta-iterations ({steps:,} env steps of "
+                "training_env_steps": steps, "training_env_steps_counted": counted,
+                "training_seconds": seconds,
+                "description": f"{iterations} meta-iterations ({bound}{steps:,} env steps of "
                                f"meta-training in {seconds:.0f} s), run `{run.run_dir}`, "
                                f"{origin}",
             }
@@ -179,17 +181,18 @@ def compare(
     return results
 
 
-def training_cost(run_dir: Path) -> tuple[int, float]:
-    """The real env steps a run sampled in training and the seconds its iterations took, from
-    its ``metrics.csv``; a run logged without ``env_steps`` counts every episode to the
-    horizon (:func:`metarl.tools.baselines.meta_training_steps`)."""
+def training_cost(run_dir: Path) -> tuple[int, float, bool]:
+    """The real env steps a run sampled in training, the seconds its iterations took, and
+    whether the steps were counted, from its ``metrics.csv``; for a run logged without
+    ``env_steps`` the steps are a bound, every episode to the horizon
+    (:func:`metarl.tools.baselines.meta_training_steps`)."""
     rows = read_metrics(run_dir)
     seconds = sum(float(row["iteration_seconds"]) for row in rows)
     if rows and "env_steps" in rows[0]:
-        return sum(int(float(row["env_steps"])) for row in rows), seconds
+        return sum(int(float(row["env_steps"])) for row in rows), seconds, True
     config = saved_config(read_checkpoint(run_dir))
     horizon = registry.get_family(config.family).max_episode_steps
-    return meta_training_steps(config, horizon, len(rows)), seconds
+    return meta_training_steps(config, horizon, len(rows)), seconds, False
 
 
 def _train_config(family: str, algo: str, iterations: int, options: dict[str, Any], seed: int,
@@ -263,8 +266,8 @@ def format_comparison(results: Mapping[str, Any]) -> str:
         "undiscounted return over the tasks after k steps (k × E real episodes of the task) "
         "[95% Student-t interval across tasks]. Wall "
         "time: adapting and evaluating on all tasks. Training: the real env steps each learner "
-        "sampled before seeing the test tasks (meta-training or pretraining) and the wall time "
-        "that took.",
+        "sampled before seeing the test tasks (meta-training or pretraining; ≤: a bound, for a "
+        "run logged before steps were counted) and the wall time that took.",
         "",
         "| learner | real episodes per step | " + " | ".join(f"k = {k}" for k in steps)
         + " | wall time (s) | training env steps | training time (s) |",
@@ -277,6 +280,7 @@ def format_comparison(results: Mapping[str, Any]) -> str:
         setup = result["setup"]
         lines.append(f"| {name} | {result['episodes_per_step']} | " + " | ".join(cells)
                      + f" | {result['wall_seconds']:.1f} | "
+                     f"{'' if setup.get('training_env_steps_counted', True) else '≤ '}"
                      f"{setup.get('training_env_steps', 0):,} | "
                      f"{setup.get('training_seconds', 0.0):.0f} |")
     lines += ["", "## Setup", ""]

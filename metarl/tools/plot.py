@@ -46,7 +46,11 @@ def adaptation_figure(results: Mapping[str, Any]) -> Figure:
             color=line.get_color(), alpha=0.2, linewidth=0,
         )
     axes.set_xticks(results["adapt_steps"])
-    axes.set_xlabel(f"adaptation steps ({results['episodes_per_step']} episodes each)")
+    budgets = {result["episodes_per_step"] for result in results["learners"].values()}
+    each = f"{results['episodes_per_step']} real episodes each"
+    if len(budgets) > 1:
+        each += ", E for NAME@E"
+    axes.set_xlabel(f"adaptation steps ({each})")
     axes.set_ylabel(f"mean return over {results['test_tasks']} tasks")
     axes.set_title(f"{results['family']}, {results['split']} split (bands: 95% CI across tasks)")
     axes.grid(alpha=0.3)
