@@ -59,7 +59,7 @@ def test_same_seed_same_metrics_and_resume_matches(tmp_path):
 
 def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    args = ["--iterations", "6", *TINY]
+    args = ["--iterations", "30", *TINY]  # long enough that SIGINT lands before the end
     assert main(["train", "--out", str(straight), *args]) == 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -72,8 +72,8 @@ def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path):
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
-    assert 2 <= len(metrics(interrupted)) < 6
-    # resumed without any flag: on to the run's own target of 6, not the default 100
+    assert 2 <= len(metrics(interrupted)) < 30
+    # resumed without any flag: on to the run's own target of 30, not the default 100
     assert main(["train", "--out", str(interrupted), "--resume"]) == 0
     assert metrics(interrupted) == metrics(straight)
 

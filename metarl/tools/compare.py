@@ -291,21 +291,29 @@ def format_comparison(results: Mapping[str, Any]) -> str:
 
 
 def _verdict(learners: Mapping[str, Any]) -> list[str]:
-    """Plain sentences: the ranking after the last step, and every step at which a baseline
-    beats a meta-learner."""
+    """Plain sentences: the ranking after the last step, every step at which a baseline beats
+    a meta-learner with the intervals apart, and how many more times its mean is higher within
+    overlapping intervals (differences the tasks cannot tell apart)."""
     final = {name: r["mean_return"][-1] for name, r in learners.items()}
     ranking = sorted(final, key=final.__getitem__, reverse=True)
     lines = ["Ranking by mean return after the last step: " + " > ".join(
         f"{name} ({final[name]:.2f})" for name in ranking) + "."]
     metas = [n for n, r in learners.items() if r["setup"]["kind"] == "meta-learner"]
+    within_noise: list[str] = []
     for baseline in (n for n in learners if n not in metas):
         for meta in metas:
             b, m = learners[baseline], learners[meta]
             for k, (b_mean, m_mean) in enumerate(zip(b["mean_return"], m["mean_return"],
                                                      strict=True)):
-                if b_mean > m_mean:
-                    overlap = b["ci95_low"][k] <= m["ci95_high"][k]
+                if b_mean <= m_mean:
+                    continue
+                if b["ci95_low"][k] > m["ci95_high"][k]:
                     lines.append(f"- k = {k}: the baseline {baseline} beats the meta-learner "
-                                 f"{meta} ({b_mean:.2f} vs {m_mean:.2f}; the intervals "
-                                 f"{'overlap' if overlap else 'do not overlap'}).")
+                                 f"{meta} ({b_mean:.2f} vs {m_mean:.2f}; the intervals do not "
+                                 "overlap).")
+                else:
+                    within_noise.append(f"{baseline} over {meta} at k = {k}")
+    if within_noise:
+        lines.append(f"- Within overlapping intervals a baseline's mean is higher "
+                     f"{len(within_noise)} times: " + "; ".join(within_noise) + ".")
     return lines
