@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from processes import start_metarl
 
 from metarl.cli import main
 
@@ -62,10 +63,8 @@ def test_ctrl_c_then_resume_matches_a_straight_run(tmp_path):
     args = ["--iterations", "30", *TINY]  # long enough that SIGINT lands before the end
     assert main(["train", "--out", str(straight), *args]) == 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metarl", "train", "--out", str(interrupted), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    process = start_metarl("train", "--out", str(interrupted), *args,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in process.stdout:
         if line.startswith("[2/"):
             break

@@ -12,13 +12,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from processes import start_metarl
 
 from metarl.cli import main
 from metarl.run.rundir import locked
@@ -358,8 +358,8 @@ def test_startup_interrupted_is_a_quiet_exit(monkeypatch, capsys):
 def interrupt_at_random(argv: list[str], cwd: Path, delays: list[float]) -> None:
     """Run the command once per delay, interrupting it (SIGINT) that many seconds in."""
     for delay in delays:
-        process = subprocess.Popen([sys.executable, "-m", "metarl", *argv], cwd=cwd,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start_metarl(*argv, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=120)
