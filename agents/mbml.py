@@ -437,26 +437,30 @@ class MBML(MAML):
         sampler.generator = generator
         return sampler.sample(range(real.n_tasks), episodes, params, seed)
 
-    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
-        """Infer each task's latent from its (real) ``episodes``, then ``--inner-steps``
-        policy-gradient steps, each on fresh episodes imagined in the model: as in training,
-        every inner step comes from the same real episodes."""
+    def model_steps(
+        self, params: Params, real: EpisodeBatch, create_graph: bool
+    ) -> tuple[Params, list[Episodes]]:
+        """``--inner-steps`` policy-gradient steps, each on fresh episodes imagined in the
+        model with the latents inferred from the same ``real`` episodes; the adapted
+        parameters and the imagined episodes of every step."""
+        inner: list[Episodes] = []
         for _ in range(self.config.inner_steps):
-            params = super().adapt(params, self.imagine(episodes, detach_params(params)),
-                                   create_graph)
-        return params
+            episodes = self.with_advantages(self.imagine(real, detach_params(params)))
+            params = self.inner_step(params, episodes, create_graph)
+            inner.append(episodes)
+        return params, inner
+
+    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
+        """Adapt from the (real) ``episodes`` entirely in the model, as in training."""
+        return self.model_steps(params, episodes, create_graph)[0]
 
     def collect(self, tasks: Sequence[Any], timer: Timer) -> Rollouts:
         """Real episodes with theta_0, imagined inner steps, real episodes after."""
         params = self.policy.parameters_dict()  # live: see MetaLearner.collect
         with timer("sampling"):
             real = self.sample(tasks, self.meta_params(), self.options.real_episodes)
-        inner: list[Episodes] = []
         with timer("inner"):
-            for _ in range(self.config.inner_steps):
-                episodes = self.with_advantages(self.imagine(real, detach_params(params)))
-                params = self.inner_step(params, episodes, self.second_order)
-                inner.append(episodes)
+            params, inner = self.model_steps(params, real, self.second_order)
         after = self.sample_after_adaptation(tasks, params, timer)
         return Rollouts(tasks, real, inner, after, params)
 
