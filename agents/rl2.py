@@ -1,15 +1,16 @@
 """RL^2 (Duan et al. 2016; Wang et al. 2016): a recurrent policy that adapts in its memory.
 
-A *trial* is ``--trial-episodes`` episodes of one task, played as one Gymnasium episode by
-:class:`TrialEnv`. The policy, an LSTM (sb3-contrib's ``MlpLstmPolicy``: separate actor and
-critic LSTMs of ``--hidden-size`` units, then ``--hidden-sizes`` layers), sees the observation
-plus the previous action, reward and episode-end flag. Its memory runs on across the episodes
-of a trial and starts from zero at every trial, so what it learns is how to explore a task and
-exploit what it found. Training is sb3-contrib's ``RecurrentPPO`` over trials of tasks drawn
-from the family: each meta-iteration gives each of ``--meta-batch-size`` parallel envs a task
-of the batch and one PPO update consumes ``--rollout-trials`` trials of each (episodes that end
-early leave room for the start of a next trial on the same task, cut at the update and
-bootstrapped with the value).
+A *trial* is several episodes of one task played as one Gymnasium episode by :class:`TrialEnv`.
+The policy, an LSTM (sb3-contrib's ``MlpLstmPolicy``: separate actor and critic LSTMs of
+``--hidden-size`` units, then ``--hidden-sizes`` layers), sees the observation plus the previous
+action, reward and episode-end flag. Its memory runs on across the episodes of a trial and
+starts from zero at every trial, so what it learns is how to explore a task and exploit what it
+found. Training is sb3-contrib's ``RecurrentPPO`` over trials of tasks drawn from the family: a
+training trial lasts ``--trial-episodes`` x horizon steps (that many episodes, more where
+episodes end early), and each meta-iteration plays exactly one trial in each of
+``--meta-batch-size`` x ``--rollout-trials`` parallel envs (``--rollout-trials`` per task of the
+batch), then updates. No trial starts inside an update's rollout, so the update runs every
+sequence through the LSTM in one call.
 
 Evaluation lines up with the gradient learners' blocks: on each held-out task one trial of
 ``(K + 1) * E`` episodes, block ``k`` being episodes ``k*E .. (k+1)*E - 1`` (after ``k*E``
@@ -90,27 +91,43 @@ class ActionCodec:
             len(actions), -1)
 
 
-class TrialEnv(gym.Wrapper):
-    """One trial, ``episodes`` episodes of the same task, as one Gymnasium episode.
+@dataclass
+class Trial:
+    """A finished trial: the returns of its completed episodes, in order, and its total reward
+    (which also counts an episode the trial's step budget cut short)."""
 
-    Observation (float32), in this order: the wrapped env's observation (flattened), the
-    previous action's features (:class:`ActionCodec`: one-hot, or the Box action in
-    ``[-1, 1]``), the previous reward, and a flag that is 1 when the previous step ended an
-    episode. At the trial's first step all but the observation are 0. When an episode ends
-    (terminated or truncated) and it is not the trial's last, the wrapped env is reset at once
-    and the step returns the new episode's first observation with the flag 1; the step that
-    ends the last episode terminates the trial. Steps that end an episode add
+    returns: list[float]
+    total: float
+
+
+class TrialEnv(gym.Wrapper):
+    """One trial, several episodes of the same task, as one Gymnasium episode.
+
+    The trial ends after ``episodes`` episodes, or after ``steps`` steps (possibly inside an
+    episode), whichever comes first; give at least one. Observation (float32), in this order:
+    the wrapped env's observation (flattened), the previous action's features
+    (:class:`ActionCodec`: one-hot, or the Box action in ``[-1, 1]``), the previous reward,
+    and a flag that is 1 when the previous step ended an episode. At the trial's first step
+    all but the observation are 0. When an episode ends (terminated or truncated) and the trial
+    goes on, the wrapped env is reset at once and the step returns the new episode's first
+    observation with the flag 1; the step that ends the trial reports it as ``truncated`` (a
+    time limit: the value of the state there is not zero). Steps that end an episode add
     ``trial_episode`` (its index in the trial) and ``episode_return`` to ``info``.
 
     The task changes at a trial's start: ``reset(options={"task": ...})``, or the task given to
     :meth:`set_task` (kept for the trials after it).
     """
 
-    def __init__(self, env: gym.Env, episodes: int) -> None:
-        if episodes < 1:
-            raise ConfigError(f"a trial needs at least 1 episode, got {episodes}")
+    def __init__(self, env: gym.Env, episodes: int | None = None,
+                 steps: int | None = None) -> None:
+        if episodes is None and steps is None:
+            raise ConfigError("a trial needs a length: give episodes, steps or both")
+        for name, value in (("episodes", episodes), ("steps", steps)):
+            if value is not None and value < 1:
+                raise ConfigError(f"a trial needs at least 1 of its {name}, got {value}")
         super().__init__(env)
         self.episodes = episodes
+        self.steps = steps
         self.codec = ActionCodec(env.action_space)
         self.action_space = self.codec.space
         self.env_observation_space = env.observation_space
@@ -122,11 +139,12 @@ class TrialEnv(gym.Wrapper):
             dtype=np.float32,
         )
         self.task: Any = None
-        self.episode = 0
+        self.step_count = 0
         self.episode_return = 0.0
+        self.total = 0.0
         self.returns: list[float] = []
-        self.completed: list[list[float]] = []
-        """The episode returns of every trial completed since the caller last cleared it."""
+        self.completed: list[Trial] = []
+        """Every trial finished since the caller last cleared it."""
 
     def set_task(self, task: Any) -> None:
         """Play ``task`` from the next trial on."""
@@ -147,26 +165,29 @@ class TrialEnv(gym.Wrapper):
         elif self.task is not None:
             options["task"] = self.task
         obs, info = self.env.reset(seed=seed, options=options or None)
-        self.episode = 0
+        self.step_count = 0
         self.episode_return = 0.0
+        self.total = 0.0
         self.returns = []
         return self.observation_of(obs, np.zeros(self.codec.width, np.float32), 0.0, False), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(self.codec.to_env(action))
+        self.step_count += 1
         self.episode_return += float(reward)
+        self.total += float(reward)
         ended = bool(terminated or truncated)
-        trial_over = False
         if ended:
-            info = {**info, "trial_episode": self.episode, "episode_return": self.episode_return}
+            info = {**info, "trial_episode": len(self.returns),
+                    "episode_return": self.episode_return}
             self.returns.append(self.episode_return)
-            self.episode += 1
             self.episode_return = 0.0
-            trial_over = self.episode == self.episodes
-            if trial_over:
-                self.completed.append(self.returns)
-            else:
-                obs, _ = self.env.reset()
+        trial_over = (self.episodes is not None and len(self.returns) == self.episodes) or (
+            self.steps is not None and self.step_count == self.steps)
+        if trial_over:
+            self.completed.append(Trial(self.returns, self.total))
+        elif ended:
+            obs, _ = self.env.reset()
         features = self.codec.features(action)
         return self.observation_of(obs, features, float(reward), ended), float(reward), \
             False, trial_over, info
@@ -174,16 +195,18 @@ class TrialEnv(gym.Wrapper):
 
 @dataclass(frozen=True)
 class RL2Options:
-    trial_episodes: int = option(10, "episodes per training trial: the memory runs on across "
-                                     "them and is reset between trials", min=1)
+    trial_episodes: int = option(10, "length of a training trial in episodes (trial-episodes x "
+                                     "horizon steps: more episodes where they end early); the "
+                                     "memory runs on across them and is reset between trials",
+                                 min=1)
     hidden_size: int = option(128, "LSTM units (actor and critic LSTM each)", min=1)
-    rollout_trials: int = option(1, "trials per task in one PPO update (environment steps per "
-                                    "update: meta-batch-size x rollout-trials x trial-episodes "
-                                    "x horizon at most)", min=1)
+    rollout_trials: int = option(1, "trials per task in one PPO update, played in parallel "
+                                    "envs (environment steps per update: meta-batch-size x "
+                                    "rollout-trials x trial-episodes x horizon)", min=1)
     learning_rate: float = option(3e-3, "Adam step size", above=0.0)
     epochs: int = option(4, "PPO epochs over each update's trials", min=1)
     minibatches: int = option(4, "minibatches per epoch, each of whole trials (at most "
-                                 "--meta-batch-size)", min=1)
+                                 "--meta-batch-size x --rollout-trials)", min=1)
     clip_range: float = option(0.2, "PPO ratio clip", above=0.0)
     ent_coef: float = option(0.01, "entropy bonus coefficient", min=0.0)
     vf_coef: float = option(0.5, "value loss coefficient", above=0.0)
@@ -232,16 +255,17 @@ class RL2(MetaLearner):
         if config.backend != "local":
             raise ConfigError(f"rl2 steps its own envs; --backend {config.backend} does not "
                               "apply (use --backend local)")
-        if options.minibatches > config.meta_batch_size:
-            raise ConfigError(f"--minibatches must be <= --meta-batch-size (each minibatch holds "
-                              f"whole trials), got {options.minibatches} > "
-                              f"{config.meta_batch_size}")
+        n_envs = config.meta_batch_size * options.rollout_trials
+        if options.minibatches > n_envs:
+            raise ConfigError(f"--minibatches must be <= --meta-batch-size x --rollout-trials "
+                              f"(a trial's steps per minibatch at least), got "
+                              f"{options.minibatches} > {n_envs}")
         self.horizon = self.family.max_episode_steps
-        self.n_steps = options.rollout_trials * options.trial_episodes * self.horizon
+        self.n_steps = options.trial_episodes * self.horizon
+        """Steps of one training trial, and of one update's rollout in each env."""
         default = self.family.default_task()
         self.envs: DummyVecEnv = DummyVecEnv([
-            lambda: self.trial_env(default, options.trial_episodes)
-            for _ in range(config.meta_batch_size)
+            lambda: self.trial_env(default, steps=self.n_steps) for _ in range(n_envs)
         ])
         self.codec = ActionCodec(self.family.action_space)
         self.training_env: VecEnv = self.envs
@@ -252,7 +276,7 @@ class RL2(MetaLearner):
         self.model: RecurrentPPO = RecurrentPPO(
             "MlpLstmPolicy", self.training_env, learning_rate=options.learning_rate,
             n_steps=self.n_steps,
-            batch_size=self.n_steps * config.meta_batch_size // options.minibatches,
+            batch_size=self.n_steps * n_envs // options.minibatches,
             n_epochs=options.epochs, gamma=config.gamma, gae_lambda=options.ppo_gae_lambda,
             clip_range=options.clip_range, ent_coef=options.ent_coef, vf_coef=options.vf_coef,
             max_grad_norm=options.max_grad_norm, device=self.device, seed=None,
@@ -265,9 +289,11 @@ class RL2(MetaLearner):
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.policy = self.model.policy  # type: ignore[assignment]
 
-    def trial_env(self, task: Any, episodes: int) -> TrialEnv:
-        """A trial of ``episodes`` episodes of ``task`` (the family's env, time limit included)."""
-        env = TrialEnv(self.family.make_env(task), episodes)
+    def trial_env(self, task: Any, episodes: int | None = None,
+                  steps: int | None = None) -> TrialEnv:
+        """Trials of ``task`` (the family's env, time limit included) ending after ``episodes``
+        episodes or ``steps`` steps."""
+        env = TrialEnv(self.family.make_env(task), episodes, steps)
         env.set_task(task)
         return env
 
@@ -279,17 +305,18 @@ class RL2(MetaLearner):
         )
 
     def step(self, tasks: Sequence[Any]) -> dict[str, float]:
-        """One PPO update on fresh trials: parallel env ``i`` plays ``tasks[i]``."""
-        if len(tasks) != self.envs.num_envs:
-            raise ConfigError(f"rl2 plays --meta-batch-size {self.envs.num_envs} tasks per "
-                              f"iteration, got {len(tasks)}")
+        """One PPO update on one fresh trial per parallel env: envs ``i * R .. (i + 1) * R - 1``
+        play ``tasks[i]`` (R = ``--rollout-trials``)."""
+        if len(tasks) != self.config.meta_batch_size:
+            raise ConfigError(f"rl2 plays --meta-batch-size {self.config.meta_batch_size} tasks "
+                              f"per iteration, got {len(tasks)}")
         model = self.model
-        for env, task in zip(self.envs.envs, tasks, strict=True):
-            env.set_task(task)  # type: ignore[attr-defined]
+        for index, env in enumerate(self.envs.envs):
+            env.set_task(tasks[index // self.options.rollout_trials])  # type: ignore[attr-defined]
         self.training_env.seed(int(self.rng.integers(2**31)))
-        # Every update starts fresh trials from a zero memory. The start is not flagged as an
-        # episode start: the memory is zero already, and unflagged sequences take the LSTM's
-        # fast path in the update.
+        # Every update starts fresh trials from a zero memory and ends with them. The start is
+        # not flagged as an episode start: the memory is zero already, and with no flag in the
+        # rollout every sequence takes the LSTM's one-call path in the update.
         model._last_obs = self.training_env.reset()
         model._last_episode_starts = np.zeros(self.envs.num_envs, dtype=bool)
         for states in model._last_lstm_states:
@@ -327,14 +354,14 @@ class RL2(MetaLearner):
         }
 
     def _trial_returns(self) -> tuple[float, float, float]:
-        """Mean return of the first and the last episode of the trials completed since the last
-        call, and their mean trial return (the sum over the trial's episodes)."""
+        """Mean return of the first and the last completed episode of the trials finished since
+        the last call, and their mean total reward."""
         trials = [trial for env in self.envs.envs for trial in env.completed]  # type: ignore
         for env in self.envs.envs:
             env.completed.clear()  # type: ignore[attr-defined]
-        returns = np.asarray(trials, dtype=np.float64)
-        return (float(returns[:, 0].mean()), float(returns[:, -1].mean()),
-                float(returns.sum(axis=1).mean()))
+        return (float(np.mean([trial.returns[0] for trial in trials])),
+                float(np.mean([trial.returns[-1] for trial in trials])),
+                float(np.mean([trial.total for trial in trials])))
 
     def _cuda_devices(self) -> list[int]:
         return [self.device.index or 0] if self.device.type == "cuda" else []
@@ -353,7 +380,7 @@ class RL2(MetaLearner):
         blocks = adapt_steps + 1
         length = blocks * episodes
         n = len(tasks)
-        envs = [self.trial_env(task, length) for task in tasks]
+        envs = [self.trial_env(task, episodes=length) for task in tasks]
         seeds = np.random.SeedSequence([seed, _EVALUATION_STREAM]).generate_state(n)
         obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
         state = self.zero_memory(n)

@@ -13,7 +13,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from metarl import registry
-from metarl.agents.rl2 import RL2, TrialEnv
+from metarl.agents.rl2 import RL2, Trial, TrialEnv
 from metarl.cli import main
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
 from metarl.run.evaluation import evaluate
@@ -60,7 +60,7 @@ def test_trial_observation_holds_previous_action_reward_and_episode_end() -> Non
                 assert not obs[:6].any()
         assert not terminated and truncated == (t == 3 * family.max_episode_steps - 1)
     assert len(ends) == 3 and sum(ends) == total
-    assert env.completed == [ends]
+    assert env.completed == [Trial(ends, total)]
 
 
 def test_trial_of_box_actions_rescales_and_restarts_episodes_that_end_early() -> None:
@@ -76,6 +76,30 @@ def test_trial_of_box_actions_rescales_and_restarts_episodes_that_end_early() ->
     obs, _, _, _, _ = env.step(np.array([-3.0, 0.5], dtype=np.float32))
     assert np.allclose(obs[:2], [-0.1, 0.05]) and np.allclose(obs[2:4], [-1.0, 0.5])
     assert obs[5] == 0.0
+
+
+def test_trial_of_steps_plays_on_past_early_ends_and_stops_inside_an_episode() -> None:
+    family = registry.get_family("navigation2d")
+    env = TrialEnv(family.make_env({"goal": [0.1, 0.0]}), steps=5)
+    env.reset(seed=0)
+    to_goal, away = np.array([1.0, 0.0], np.float32), np.array([-1.0, 0.0], np.float32)
+    ends = []
+    for action in (to_goal, to_goal, away, away):  # two one-step episodes, then a long one
+        _, _, _, truncated, info = env.step(action)
+        ends.append(info.get("trial_episode"))
+        assert not truncated
+    _, reward, terminated, truncated, _ = env.step(away)
+    assert ends == [0, 1, None, None] and not terminated and truncated
+    (trial,) = env.completed
+    assert len(trial.returns) == 2 and trial.total < sum(trial.returns)
+
+
+def test_a_trial_needs_a_length() -> None:
+    env = registry.get_family("bandit-5").make_env()
+    with pytest.raises(ConfigError, match="give episodes, steps or both"):
+        TrialEnv(env)
+    with pytest.raises(ConfigError, match="at least 1 of its steps, got 0"):
+        TrialEnv(env, steps=0)
 
 
 @pytest.mark.parametrize("name", ["bandit-5", "navigation2d", "maze"])
@@ -98,19 +122,21 @@ def test_trial_switches_task_at_its_start() -> None:
 
 
 # --- memory across and between trials -------------------------------------------------------------
-def test_memory_is_zero_at_every_update_and_reset_only_between_trials() -> None:
-    learner = tiny(rollout_trials=2)
-    learner.step(learner.family.sample_tasks(2, learner.rng))
+@pytest.mark.parametrize("name", ["bandit-5", "maze"])
+def test_every_update_plays_one_trial_per_env_from_a_zero_memory(name: str) -> None:
+    learner = tiny(name, rollout_trials=2)
+    tasks = learner.family.sample_tasks(2, learner.rng)
+    learner.step(tasks)
+    assert [env.task for env in learner.envs.envs] == [tasks[0], tasks[0], tasks[1], tasks[1]]
     buffer = learner.model.rollout_buffer
-    trial = 2 * learner.family.max_episode_steps
     steps = buffer.buffer_size
-    starts = buffer.episode_starts.reshape(2, steps)  # flattened env-major by the update
-    hidden = buffer.hidden_states_pi.reshape(2, steps, -1)
-    assert not hidden[:, 0].any()  # every update starts its trials from a zero memory
-    assert hidden[:, 1:trial].any(axis=2).all()  # ... and keeps it through the whole trial
-    expected = np.zeros(steps)
-    expected[trial] = 1.0  # the second trial starts from a reset memory; episodes do not
-    assert np.array_equal(starts, np.stack([expected, expected]))
+    assert steps == 2 * learner.family.max_episode_steps  # one trial of 2 episodes' steps
+    hidden = buffer.hidden_states_pi.reshape(4, steps, -1)  # flattened env-major by the update
+    assert not hidden[:, 0].any()  # every trial starts from a zero memory
+    assert hidden[:, 1:].any(axis=2).all()  # ... and keeps it through the trial
+    # No episode start is flagged (maze's episodes end early: the trial plays on), so the
+    # update runs each sequence through the LSTM in one call.
+    assert not buffer.episode_starts.any()
 
 
 def test_actor_restores_the_memory_of_its_block_at_every_episode_start() -> None:
