@@ -37,160 +37,14 @@ from metarl.policies.params import Params
 from metarl.registry import register_learner
 from metarl.rollout.episodes import EpisodeBatch
 
-if TYPE_CHECKING:  # sb3-contrib is imported when an RL^2 learner is built
+if TYPE_CHECKING:  # SB3 and sb3-contrib are imported when an RL^2 learner is built
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from metarl.agents.trials import ArrayTrials, EnvTrials, TrialEnv
 
 _EVALUATION_STREAM = 0x2E1
 """Seeds of the evaluation trials' envs, apart from every training stream."""
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
-
-
-class ActionCodec:
-    """How actions travel: the policy's action space, the env's actions and the previous-action
-    features in the observation.
-
-    Discrete actions pass as they are and appear one-hot. A Box with finite bounds is offered
-    to the policy as ``[-1, 1]^d`` and rescaled to the env's bounds (a unit-scale Gaussian then
-    fits every family); it appears clipped to ``[-1, 1]``. Other spaces pass as they are.
-    """
-
-    def __init__(self, space: gym.Space) -> None:
-        self.env_space = space
-        self.rescale = (isinstance(space, gym.spaces.Box) and bool(np.all(np.isfinite(space.low)))
-                        and bool(np.all(np.isfinite(space.high))))
-        if isinstance(space, gym.spaces.Box):
-            low, high = (-1.0, 1.0) if self.rescale else (space.low, space.high)
-            self.space: gym.Space = gym.spaces.Box(low, high, space.shape, np.float32)
-        elif isinstance(space, gym.spaces.Discrete):
-            self.space = space
-        else:
-            raise ConfigError(f"rl2 needs a Box or Discrete action space, got {space}")
-        self.features_space = gym.spaces.flatten_space(self.space)
-        self.width = int(self.features_space.shape[0])
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        """The env's action for the policy's ``action`` (one, or a batch)."""
-        if not self.rescale:
-            return action
-        space = self.env_space
-        unit = np.clip(action, -1.0, 1.0)
-        return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
-
-    def features(self, action: Any) -> np.ndarray:
-        """The previous-action features of one policy action."""
-        if isinstance(self.space, gym.spaces.Box):
-            action = np.clip(np.asarray(action, dtype=np.float32), self.space.low, self.space.high)
-        return gym.spaces.flatten(self.space, action).astype(np.float32)
-
-    def batch_features(self, actions: np.ndarray) -> np.ndarray:
-        """:meth:`features` of every action of a batch, ``[n, width]``."""
-        if isinstance(self.space, gym.spaces.Discrete):
-            return np.eye(self.width, dtype=np.float32)[np.asarray(actions, dtype=np.int64)]
-        return np.clip(actions, self.space.low, self.space.high).astype(np.float32).reshape(
-            len(actions), -1)
-
-
-@dataclass
-class Trial:
-    """A finished trial: the returns of its completed episodes, in order, and its total reward
-    (which also counts an episode the trial's step budget cut short)."""
-
-    returns: list[float]
-    total: float
-
-
-class TrialEnv(gym.Wrapper):
-    """One trial, several episodes of the same task, as one Gymnasium episode.
-
-    The trial ends after ``episodes`` episodes, or after ``steps`` steps (possibly inside an
-    episode), whichever comes first; give at least one. Observation (float32), in this order:
-    the wrapped env's observation (flattened), the previous action's features
-    (:class:`ActionCodec`: one-hot, or the Box action in ``[-1, 1]``), the previous reward,
-    and a flag that is 1 when the previous step ended an episode. At the trial's first step
-    all but the observation are 0. When an episode ends (terminated or truncated) and the trial
-    goes on, the wrapped env is reset at once and the step returns the new episode's first
-    observation with the flag 1; the step that ends the trial reports it as ``truncated`` (a
-    time limit: the value of the state there is not zero). Steps that end an episode add
-    ``trial_episode`` (its index in the trial) and ``episode_return`` to ``info``.
-
-    The task changes at a trial's start: ``reset(options={"task": ...})``, or the task given to
-    :meth:`set_task` (kept for the trials after it).
-    """
-
-    def __init__(self, env: gym.Env, episodes: int | None = None,
-                 steps: int | None = None) -> None:
-        if episodes is None and steps is None:
-            raise ConfigError("a trial needs a length: give episodes, steps or both")
-        for name, value in (("episodes", episodes), ("steps", steps)):
-            if value is not None and value < 1:
-                raise ConfigError(f"a trial needs at least 1 of its {name}, got {value}")
-        super().__init__(env)
-        self.episodes = episodes
-        self.steps = steps
-        self.codec = ActionCodec(env.action_space)
-        self.action_space = self.codec.space
-        self.env_observation_space = env.observation_space
-        flat = gym.spaces.flatten_space(env.observation_space)
-        codes = self.codec.features_space
-        self.observation_space = gym.spaces.Box(
-            np.concatenate([flat.low, codes.low, [-np.inf, 0.0]]).astype(np.float32),
-            np.concatenate([flat.high, codes.high, [np.inf, 1.0]]).astype(np.float32),
-            dtype=np.float32,
-        )
-        self.task: Any = None
-        self.step_count = 0
-        self.episode_return = 0.0
-        self.total = 0.0
-        self.returns: list[float] = []
-        self.completed: list[Trial] = []
-        """Every trial finished since the caller last cleared it."""
-
-    def set_task(self, task: Any) -> None:
-        """Play ``task`` from the next trial on."""
-        self.task = task
-
-    def observation_of(self, obs: Any, features: np.ndarray, reward: float,
-                       ended: bool) -> np.ndarray:
-        """The trial's observation: ``obs``, previous-action features, reward and flag."""
-        flat = gym.spaces.flatten(self.env_observation_space, obs).astype(np.float32)
-        return np.concatenate([flat, features, np.float32([reward, float(ended)])])
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        options = dict(options or {})
-        if "task" in options:
-            self.task = options["task"]
-        elif self.task is not None:
-            options["task"] = self.task
-        obs, info = self.env.reset(seed=seed, options=options or None)
-        self.step_count = 0
-        self.episode_return = 0.0
-        self.total = 0.0
-        self.returns = []
-        return self.observation_of(obs, np.zeros(self.codec.width, np.float32), 0.0, False), info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(self.codec.to_env(action))
-        self.step_count += 1
-        self.episode_return += float(reward)
-        self.total += float(reward)
-        ended = bool(terminated or truncated)
-        if ended:
-            info = {**info, "trial_episode": len(self.returns),
-                    "episode_return": self.episode_return}
-            self.returns.append(self.episode_return)
-            self.episode_return = 0.0
-        trial_over = (self.episodes is not None and len(self.returns) == self.episodes) or (
-            self.steps is not None and self.step_count == self.steps)
-        if trial_over:
-            self.completed.append(Trial(self.returns, self.total))
-        elif ended:
-            obs, _ = self.env.reset()
-        features = self.codec.features(action)
-        return self.observation_of(obs, features, float(reward), ended), float(reward), \
-            False, trial_over, info
 
 
 @dataclass(frozen=True)
@@ -249,7 +103,9 @@ class RL2(MetaLearner):
         super().__init__(*args, **kwargs)
         from sb3_contrib import RecurrentPPO
         from stable_baselines3.common.logger import Logger
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+        from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+        from metarl.agents.trials import ActionCodec, training_trials
 
         config, options = self.config, self.options
         if config.backend != "local":
@@ -263,10 +119,7 @@ class RL2(MetaLearner):
         self.horizon = self.family.max_episode_steps
         self.n_steps = options.trial_episodes * self.horizon
         """Steps of one training trial, and of one update's rollout in each env."""
-        default = self.family.default_task()
-        self.envs: DummyVecEnv = DummyVecEnv([
-            lambda: self.trial_env(default, steps=self.n_steps) for _ in range(n_envs)
-        ])
+        self.envs: ArrayTrials | EnvTrials = training_trials(self.family, n_envs, self.n_steps)
         self.codec = ActionCodec(self.family.action_space)
         self.training_env: VecEnv = self.envs
         self.normalizer = None
@@ -289,11 +142,11 @@ class RL2(MetaLearner):
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.policy = self.model.policy  # type: ignore[assignment]
 
-    def trial_env(self, task: Any, episodes: int | None = None,
-                  steps: int | None = None) -> TrialEnv:
-        """Trials of ``task`` (the family's env, time limit included) ending after ``episodes``
-        episodes or ``steps`` steps."""
-        env = TrialEnv(self.family.make_env(task), episodes, steps)
+    def trial_env(self, task: Any, episodes: int) -> TrialEnv:
+        """Trials of ``episodes`` episodes of ``task`` (the family's env, time limit included)."""
+        from metarl.agents.trials import TrialEnv
+
+        env = TrialEnv(self.family.make_env(task), episodes)
         env.set_task(task)
         return env
 
@@ -311,8 +164,7 @@ class RL2(MetaLearner):
             raise ConfigError(f"rl2 plays --meta-batch-size {self.config.meta_batch_size} tasks "
                               f"per iteration, got {len(tasks)}")
         model = self.model
-        for index, env in enumerate(self.envs.envs):
-            env.set_task(tasks[index // self.options.rollout_trials])  # type: ignore[attr-defined]
+        self.envs.set_tasks([task for task in tasks for _ in range(self.options.rollout_trials)])
         self.training_env.seed(int(self.rng.integers(2**31)))
         # Every update starts fresh trials from a zero memory and ends with them. The start is
         # not flagged as an episode start: the memory is zero already, and with no flag in the
@@ -356,9 +208,7 @@ class RL2(MetaLearner):
     def _trial_returns(self) -> tuple[float, float, float]:
         """Mean return of the first and the last completed episode of the trials finished since
         the last call, and their mean total reward."""
-        trials = [trial for env in self.envs.envs for trial in env.completed]  # type: ignore
-        for env in self.envs.envs:
-            env.completed.clear()  # type: ignore[attr-defined]
+        trials = self.envs.pop_completed()
         return (float(np.mean([trial.returns[0] for trial in trials])),
                 float(np.mean([trial.returns[-1] for trial in trials])),
                 float(np.mean([trial.total for trial in trials])))
@@ -380,7 +230,7 @@ class RL2(MetaLearner):
         blocks = adapt_steps + 1
         length = blocks * episodes
         n = len(tasks)
-        envs = [self.trial_env(task, episodes=length) for task in tasks]
+        envs = [self.trial_env(task, length) for task in tasks]
         seeds = np.random.SeedSequence([seed, _EVALUATION_STREAM]).generate_state(n)
         obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
         state = self.zero_memory(n)
