@@ -59,8 +59,8 @@ class RL2Options:
                                     "rollout-trials x trial-episodes x horizon)", min=1)
     learning_rate: float = option(3e-3, "Adam step size", above=0.0)
     epochs: int = option(4, "PPO epochs over each update's trials", min=1)
-    minibatches: int = option(4, "minibatches per epoch, each of whole trials (at most "
-                                 "--meta-batch-size x --rollout-trials)", min=1)
+    minibatches: int = option(4, "minibatches per epoch (at most --meta-batch-size x "
+                                 "--rollout-trials)", min=1)
     clip_range: float = option(0.2, "PPO ratio clip", above=0.0)
     ent_coef: float = option(0.01, "entropy bonus coefficient", min=0.0)
     vf_coef: float = option(0.5, "value loss coefficient", above=0.0)

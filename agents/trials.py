@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from metarl.config import ConfigError
-from metarl.family.array import ArrayFamily, State
+from metarl.family.array import ArrayFamily, State, where_columns
 from metarl.family.base import TaskFamily
 from metarl.family.rng import BatchRNG
 
@@ -295,9 +295,7 @@ class ArrayTrials(VecEnv):
                     np.ones(self.num_envs, dtype=bool), infos)
         if ended.any():
             fresh = self.family.initial_state(self.params, self._rng)
-            self.state = {key: np.where(ended.reshape((-1,) + (1,) * (value.ndim - 1)),
-                                        fresh[key], value)
-                          for key, value in self.state.items()}
+            self.state = where_columns(ended, fresh, self.state)
             self.episode_steps[ended] = 0
             self.episode_returns[ended] = 0.0
         return (self._observe(features, rewards, ended), rewards.astype(np.float32),

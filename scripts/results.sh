@@ -24,15 +24,16 @@ compare() {  # compare FAMILY TEST_TASKS ALGOS FLAGS...
         "$docs/$family/"
 }
 
-# Navigation2D: the three meta-learners and the baselines, 200 held-out tasks; MAML and MBML
-# also from 5 real episodes per step (NAME@5).
+# Navigation2D: the three meta-learners, RL^2 and the baselines, 200 held-out tasks; MAML and
+# MBML also from 5 real episodes per step (NAME@5).
 train nav-maml --family navigation2d --algo maml --iterations 100
 train nav-meml --family navigation2d --algo meml --inner-steps 3 --iterations 100
 train nav-mbml --family navigation2d --algo mbml --iterations 100
+train nav-rl2 --family navigation2d --algo rl2 --trial-episodes 5 --iterations 150
 "$metarl" plot "$runs/nav-maml" --out "$docs/navigation2d/maml-training.png"
-compare navigation2d 200 maml,maml@5,mbml@5,meml,ppo-scratch,ppo-finetune,random \
+compare navigation2d 200 maml,maml@5,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 500000 --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" \
-    --run "mbml=$runs/nav-mbml"
+    --run "mbml=$runs/nav-mbml" --run "rl2=$runs/nav-rl2"
 
 # bandit-10: with RL^2 (docs/rl2.md); MBML takes its 3 inner steps in the model.
 train bandit-10-maml --family bandit-10 --algo maml --iterations 60 --inner-lr 0.5
@@ -58,8 +59,24 @@ compare cartpole-tasks 200 maml,maml@5,mbml@5,meml,random \
 # maze: 40 held-out tasks.
 train maze-maml --family maze --algo maml --iterations 60
 train maze-meml --family maze --algo meml --inner-steps 3 --iterations 60 --inner-lr 1.0
-compare maze 40 maml,meml,ppo-scratch,ppo-finetune,random --pretrain-steps 20000 \
-    --run "maml=$runs/maze-maml" --run "meml=$runs/maze-meml"
+train maze-mbml --family maze --algo mbml --iterations 30
+train maze-rl2 --family maze --algo rl2 --trial-episodes 5 --iterations 200
+compare maze 40 maml,maml@5,mbml,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+    --pretrain-steps 20000 --run "maml=$runs/maze-maml" --run "meml=$runs/maze-meml" \
+    --run "mbml=$runs/maze-mbml" --run "rl2=$runs/maze-rl2"
+
+# tabular-mdp: 40 held-out tasks; RL^2 with gamma 0.9 and 4 trials per task per update
+# (docs/rl2.md).
+train tabular-mdp-maml --family tabular-mdp --algo maml --iterations 60 --inner-lr 0.5
+train tabular-mdp-meml --family tabular-mdp --algo meml --inner-steps 3 --iterations 60 \
+    --inner-lr 2.0
+train tabular-mdp-mbml --family tabular-mdp --algo mbml --iterations 60 --inner-lr 0.5
+train tabular-mdp-rl2 --family tabular-mdp --algo rl2 --gamma 0.9 --rollout-trials 4 \
+    --iterations 300
+compare tabular-mdp 40 maml,maml@5,mbml,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+    --pretrain-steps 20000 --run "maml=$runs/tabular-mdp-maml" \
+    --run "meml=$runs/tabular-mdp-meml" --run "mbml=$runs/tabular-mdp-mbml" \
+    --run "rl2=$runs/tabular-mdp-rl2"
 
 # The longer MAML runs of the reference configuration.
 train nav-maml-300 --family navigation2d --algo maml --iterations 300

@@ -62,6 +62,12 @@ class ArrayFamily(TaskFamily):
         return ArrayVectorEnv(self, tasks, episodes_per_task)
 
 
+def where_columns(mask: np.ndarray, chosen: State, other: State) -> State:
+    """The state whose column ``i`` is ``chosen``'s where ``mask[i]``, else ``other``'s."""
+    return {key: np.where(mask.reshape((-1,) + (1,) * (value.ndim - 1)), chosen[key], value)
+            for key, value in other.items()}
+
+
 def _observation(family: ArrayFamily, state: State, params: TaskArrays) -> np.ndarray:
     return family.observe(state, params).astype(family.observation_space.dtype, copy=False)
 
@@ -213,10 +219,7 @@ class ArrayVectorEnv(BatchedEnv):
         )
         done = self._done
         if done.any():
-            state = {
-                key: np.where(done.reshape((-1,) + (1,) * (value.ndim - 1)), self.state[key], value)
-                for key, value in state.items()
-            }
+            state = where_columns(done, self.state, state)
             reward = np.where(done, 0.0, reward)
         self.state = state
         self._done = done | terminated
