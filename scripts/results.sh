@@ -29,7 +29,8 @@ compare() {  # compare FAMILY TEST_TASKS ALGOS FLAGS...
 train nav-maml --family navigation2d --algo maml --iterations 100
 train nav-meml --family navigation2d --algo meml --inner-steps 3 --iterations 100
 train nav-mbml --family navigation2d --algo mbml --iterations 100
-train nav-rl2 --family navigation2d --algo rl2 --trial-episodes 5 --iterations 150
+train nav-rl2 --family navigation2d --algo rl2 --trial-episodes 5 --learning-rate 1e-3 \
+    --iterations 150
 "$metarl" plot "$runs/nav-maml" --out "$docs/navigation2d/maml-training.png"
 compare navigation2d 200 maml,maml@5,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 500000 --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" \
