@@ -39,7 +39,8 @@ test-ray: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check metarl envs agents scripts tests
 
-# Regenerates every table and figure under docs/results (about an hour on 2 cores).
+# Regenerates the tables and figures under docs/results (about four hours on 2 cores;
+# the locomotion ones: scripts/locomotion_results.sh, about three more).
 results: $(STAMP)
 	scripts/results.sh
 

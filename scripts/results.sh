@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/results/: every table and figure of the README's Results section.
-# Runs go to runs/results/ (resumed if interrupted). About three hours on 2 CPU cores.
+# Runs go to runs/results/ (resumed if interrupted). About four hours on 2 CPU cores; the
+# locomotion results are in scripts/locomotion_results.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv/bin/metarl}
