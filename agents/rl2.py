@@ -364,8 +364,10 @@ class RecurrentActor(Actor):
         self.tails[column] = self.start_tails[column]
 
     def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        flat = np.stack([gym.spaces.flatten(self.observation_space, o) for o in observations])
-        obs = np.concatenate([flat.astype(np.float32), self.tails], axis=1)
+        from metarl.agents.trials import flatten_batch
+
+        obs = np.concatenate([flatten_batch(self.observation_space, observations), self.tails],
+                             axis=1)
         self.actions, self.memory = self.learner.act(obs, self.memory, self.generator,
                                                      deterministic)
         return self.learner.codec.to_env(self.actions)

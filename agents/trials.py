@@ -125,8 +125,8 @@ class TrialEnv(gym.Wrapper):
     def observation_of(self, obs: Any, features: np.ndarray, reward: float,
                        ended: bool) -> np.ndarray:
         """The trial's observation: ``obs``, previous-action features, reward and flag."""
-        flat = gym.spaces.flatten(self.env_observation_space, obs).astype(np.float32)
-        return np.concatenate([flat, features, np.float32([reward, float(ended)])])
+        return trial_observations(self.env_observation_space, [obs], features[None],
+                                  np.array([reward]), np.array([ended]))[0]
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -177,11 +177,21 @@ def trial_observation_space(observation_space: gym.Space, codec: ActionCodec) ->
     )
 
 
-def flatten_batch(space: gym.Space, observations: np.ndarray) -> np.ndarray:
+def flatten_batch(space: gym.Space, observations: Sequence[Any]) -> np.ndarray:
     """``gym.spaces.flatten`` of every observation of a batch, ``[n, flat]`` float32."""
     if isinstance(space, gym.spaces.Box):
-        return observations.reshape(len(observations), -1).astype(np.float32)
+        return np.asarray(observations).reshape(len(observations), -1).astype(np.float32)
     return np.stack([gym.spaces.flatten(space, o) for o in observations]).astype(np.float32)
+
+
+def trial_observations(space: gym.Space, observations: Sequence[Any], features: np.ndarray,
+                       rewards: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    """Trial observations of a batch, ``[n, width]`` (layout: :func:`trial_observation_space`)
+    from the env's ``observations`` (of ``space``), the previous actions' ``features`` and the
+    previous ``rewards`` and episode-end flags ``ended``, ``[n]`` each."""
+    return np.concatenate([flatten_batch(space, observations), features,
+                           np.asarray(rewards, np.float32)[:, None],
+                           np.asarray(ended, np.float32)[:, None]], axis=1)
 
 
 class EnvTrials(DummyVecEnv):
@@ -228,7 +238,6 @@ class ArrayTrials(VecEnv):
         self.set_tasks([family.default_task()] * n_envs)
         self.completed: list[Trial] = []
         self._rng = BatchRNG.from_seed(0, n_envs)
-        self._actions = np.zeros((n_envs, *self.codec.space.shape))
         self._start_trials()
 
     def set_tasks(self, tasks: Sequence[Any]) -> None:
@@ -256,10 +265,9 @@ class ArrayTrials(VecEnv):
 
     def _observe(self, features: np.ndarray, rewards: np.ndarray,
                  ended: np.ndarray) -> np.ndarray:
-        observations = self.family.observe(self.state, self.params)
-        return np.concatenate([flatten_batch(self.family.observation_space, observations),
-                               features, rewards[:, None].astype(np.float32),
-                               ended[:, None].astype(np.float32)], axis=1)
+        return trial_observations(self.family.observation_space,
+                                  self.family.observe(self.state, self.params), features,
+                                  rewards, ended)
 
     def reset(self) -> np.ndarray:
         if self._seeds[0] is not None:
