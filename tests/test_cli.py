@@ -14,6 +14,8 @@ import torch
 from processes import start_metarl
 
 from metarl.cli import main
+from metarl.registry import get_family
+from metarl.tools.bench import batched_vs_sync
 
 TINY = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8",
         "--seed", "3"]
@@ -204,3 +206,13 @@ def test_tensorboard_events_hold_every_metric_and_the_evaluation(tmp_path):
     assert logged == pytest.approx([float(row["return_after"]) for row in metrics(run)])
     assert "evaluation/test/after_1_steps/mean" in tags
     assert events.Scalars("evaluation/test/after_1_steps/mean")[0].step == 2
+
+
+def test_bench_counts_only_simulated_steps_where_episodes_end_early():
+    family = get_family("cartpole-tasks")
+    figures = batched_vs_sync(family, n_tasks=2, episodes=2, repeats=1)
+    nominal = 2 * 2 * family.max_episode_steps
+    # Random cart-pole episodes fall within a few dozen steps: the batched env stops there,
+    # SyncVectorEnv spends one step per ended episode on its reset.
+    assert 0 < figures["batched_simulated_steps"] < nominal / 2
+    assert nominal / 2 < figures["sync_vector_env_simulated_steps"] < nominal

@@ -76,7 +76,11 @@ def sampler_throughput(
 def batched_vs_sync(
     family: TaskFamily, n_tasks: int, episodes: int, repeats: int
 ) -> dict[str, float]:
-    """Random-action steps per second: the family's batched env vs gymnasium's SyncVectorEnv."""
+    """Random-action steps per second: the family's batched env vs gymnasium's SyncVectorEnv.
+
+    Both count simulated steps: the batched env stops simulating a column whose episode has
+    ended, SyncVectorEnv resets it on the next step and simulates on from there.
+    """
     tasks = family.sample_tasks(n_tasks, np.random.default_rng(0))
     horizon = family.max_episode_steps
     batched = family.make_vector_env(tasks, episodes)
@@ -86,18 +90,28 @@ def batched_vs_sync(
     batched.action_space.seed(0)
     actions = [batched.action_space.sample() for _ in range(horizon)]
 
-    def run(env: Any) -> None:
+    def simulated_steps(env: Any, autoresets: bool) -> int:
         env.reset(seed=0)
+        ended = np.zeros(env.num_envs, dtype=bool)
+        steps = 0
         for action in actions:
-            env.step(action)
+            steps += int(np.count_nonzero(~ended))
+            _, _, terminated, truncated, _ = env.step(action)
+            ended = (terminated | truncated) if autoresets else ended | terminated | truncated
+        return steps
 
-    steps = n_tasks * episodes * horizon
-    batched_rate = steps / median_seconds(lambda: run(batched), repeats)
-    sync_rate = steps / median_seconds(lambda: run(sync), max(1, repeats // 3))
+    batched_steps = simulated_steps(batched, autoresets=False)
+    sync_steps = simulated_steps(sync, autoresets=True)
+    batched_rate = batched_steps / median_seconds(
+        lambda: simulated_steps(batched, autoresets=False), repeats)
+    sync_rate = sync_steps / median_seconds(
+        lambda: simulated_steps(sync, autoresets=True), max(1, repeats // 3))
     return {
         "batched_steps_per_second": batched_rate,
         "sync_vector_env_steps_per_second": sync_rate,
         "speedup": batched_rate / sync_rate,
+        "batched_simulated_steps": batched_steps,
+        "sync_vector_env_simulated_steps": sync_steps,
     }
 
 
