@@ -19,6 +19,7 @@ episodes of the task), the same real-episode budget as K adaptation steps of E e
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,6 +138,7 @@ class RL2(MetaLearner):
                 "lstm_hidden_size": options.hidden_size,
                 "net_arch": list(config.hidden_sizes),
                 "activation_fn": ACTIVATIONS[config.activation],
+                "log_std_init": math.log(config.init_std),
             },
         )
         self.model.set_logger(Logger(folder=None, output_formats=[]))

@@ -101,6 +101,7 @@ CASES = {
                       "episodes at once is more than 1,000,000"),
     "iterations -1": (train("--iterations", "-1"), "--iterations must be >= 0"),
     "hidden 0": (train("--hidden-sizes", "0"), "--hidden-sizes must be >= 1"),
+    "init-std 0": (train("--init-std", "0"), "--init-std must be > 0"),
     "unknown family": (train("--family", "nowhere"), "unknown task family 'nowhere'"),
     "family module missing": (train("--family", "no_such_module_xyz:Family"),
                               "cannot import 'no_such_module_xyz'"),

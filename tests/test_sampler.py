@@ -83,3 +83,16 @@ def test_grouped_log_probs_match_shared_when_params_are_equal():
     batch = sampler.sample(tasks, 3, shared, seed=0)
     torch.testing.assert_close(log_probs(policy, shared, batch),
                                log_probs(policy, per_task(shared, 2), batch))
+
+
+@pytest.mark.parametrize("algo", ["maml", "rl2"])
+def test_init_std_sets_the_gaussian_policys_initial_spread(algo):
+    from metarl.config import TrainConfig
+    from metarl.run.factory import build_learner
+
+    config = TrainConfig(family="navigation2d", algo=algo, init_std=0.3, meta_batch_size=4,
+                         episodes_per_task=2, hidden_sizes=(8,), device="cpu")
+    learner = build_learner(config)
+    policy = learner.sampler.policy if algo == "maml" else learner.policy
+    std = policy.log_std.detach().exp()
+    torch.testing.assert_close(std, torch.full_like(std, 0.3))

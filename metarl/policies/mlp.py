@@ -183,14 +183,16 @@ class CategoricalMLPPolicy(MLPPolicy):
 
 def make_policy(
     observation_space: gym.Space, action_space: gym.Space,
-    hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
+    hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", init_std: float = 1.0,
 ) -> MLPPolicy:
-    """The policy matching a family's spaces: Gaussian for Box actions, Categorical for Discrete."""
+    """The policy matching a family's spaces: Gaussian for Box actions (``init_std`` its initial
+    action standard deviation), Categorical for Discrete."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"policies need a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation)
+        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation,
+                                 init_std)
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
     raise ValueError(f"no policy for action space {action_space}: use a flat Box or Discrete")
