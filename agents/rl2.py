@@ -112,6 +112,9 @@ class RL2(MetaLearner):
         if config.backend != "local":
             raise ConfigError(f"rl2 steps its own envs; --backend {config.backend} does not "
                               "apply (use --backend local)")
+        if config.init_output_scale != 1.0:
+            raise ConfigError("--init-output-scale does not apply to --algo rl2 (SB3 starts its "
+                              "action layer with gain 0.01); leave it at 1")
         n_envs = config.meta_batch_size * options.rollout_trials
         if options.minibatches > n_envs:
             raise ConfigError(f"--minibatches must be <= --meta-batch-size x --rollout-trials "

@@ -105,6 +105,9 @@ class TrainConfig:
     activation: str = option("tanh", "policy activation", choices=("tanh", "relu", "elu"))
     init_std: float = option(1.0, "initial standard deviation of a Gaussian policy's actions "
                              "(families with Box actions)", above=0.0, max=1e3)
+    init_output_scale: float = option(1.0, "the policy's output-layer weights at "
+                                      "initialisation: Xavier times this (small: start near "
+                                      "mean-zero actions or uniform choices)", min=0.0, max=1e3)
     backend: str = option("local", "sampler backend: local, or ray (tasks split across Ray "
                           "actors; needs the [ray] extra)", choices=("local", "ray"))
     num_workers: int = option(2, "Ray backend: sampler actors", min=1, max=4096)

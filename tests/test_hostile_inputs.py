@@ -102,6 +102,8 @@ CASES = {
     "iterations -1": (train("--iterations", "-1"), "--iterations must be >= 0"),
     "hidden 0": (train("--hidden-sizes", "0"), "--hidden-sizes must be >= 1"),
     "init-std 0": (train("--init-std", "0"), "--init-std must be > 0"),
+    "init-output-scale rl2": (train("--algo", "rl2", "--init-output-scale", "0.01"),
+                              "--init-output-scale does not apply to --algo rl2"),
     "unknown family": (train("--family", "nowhere"), "unknown task family 'nowhere'"),
     "family module missing": (train("--family", "no_such_module_xyz:Family"),
                               "cannot import 'no_such_module_xyz'"),

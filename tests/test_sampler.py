@@ -96,3 +96,18 @@ def test_init_std_sets_the_gaussian_policys_initial_spread(algo):
     policy = learner.sampler.policy if algo == "maml" else learner.policy
     std = policy.log_std.detach().exp()
     torch.testing.assert_close(std, torch.full_like(std, 0.3))
+
+
+def test_init_output_scale_shrinks_only_the_output_layer():
+    from metarl.policies.mlp import GaussianMLPPolicy
+
+    torch.manual_seed(0)
+    plain = GaussianMLPPolicy(6, 2, (8, 8))
+    torch.manual_seed(0)
+    small = GaussianMLPPolicy(6, 2, (8, 8), output_scale=0.01)
+    for i in range(2):
+        assert torch.equal(plain.layers[i].weight, small.layers[i].weight)
+    torch.testing.assert_close(small.layers[2].weight, 0.01 * plain.layers[2].weight)
+    obs = torch.randn(50, 6)
+    small_mean, plain_mean = small.distribution(obs).mean, plain.distribution(obs).mean
+    assert small_mean.abs().max() < 0.05 * plain_mean.abs().max()

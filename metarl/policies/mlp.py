@@ -63,10 +63,15 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 class MLPPolicy(nn.Module):
-    """Shared trunk: ``len(hidden_sizes)`` layers plus an output layer of ``out_dim``."""
+    """Shared trunk: ``len(hidden_sizes)`` layers plus an output layer of ``out_dim``.
+
+    Weights start Xavier-uniform, the output layer's times ``output_scale`` (a small scale
+    starts the policy near mean-zero actions, or near-uniform choices).
+    """
 
     def __init__(
-        self, obs_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str
+        self, obs_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -76,6 +81,8 @@ class MLPPolicy(nn.Module):
         for layer in self.layers:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(output_scale)
         self.activation_name = activation
         self._activation = ACTIVATIONS[activation]
 
@@ -121,9 +128,9 @@ class GaussianMLPPolicy(MLPPolicy):
 
     def __init__(
         self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh", init_std: float = 1.0,
+        activation: str = "tanh", init_std: float = 1.0, output_scale: float = 1.0,
     ) -> None:
-        super().__init__(obs_dim, act_dim, hidden_sizes, activation)
+        super().__init__(obs_dim, act_dim, hidden_sizes, activation, output_scale)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.action_shape: tuple[int, ...] = (act_dim,)
         self.action_dtype = torch.float32
@@ -159,9 +166,9 @@ class CategoricalMLPPolicy(MLPPolicy):
 
     def __init__(
         self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh",
+        activation: str = "tanh", output_scale: float = 1.0,
     ) -> None:
-        super().__init__(obs_dim, n_actions, hidden_sizes, activation)
+        super().__init__(obs_dim, n_actions, hidden_sizes, activation, output_scale)
         self.action_shape: tuple[int, ...] = ()
         self.action_dtype = torch.int64
 
@@ -184,15 +191,17 @@ class CategoricalMLPPolicy(MLPPolicy):
 def make_policy(
     observation_space: gym.Space, action_space: gym.Space,
     hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", init_std: float = 1.0,
+    output_scale: float = 1.0,
 ) -> MLPPolicy:
     """The policy matching a family's spaces: Gaussian for Box actions (``init_std`` its initial
-    action standard deviation), Categorical for Discrete."""
+    action standard deviation), Categorical for Discrete; ``output_scale`` see MLPPolicy."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"policies need a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, activation,
-                                 init_std)
+                                 init_std, output_scale)
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation,
+                                    output_scale)
     raise ValueError(f"no policy for action space {action_space}: use a flat Box or Discrete")

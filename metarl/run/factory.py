@@ -52,7 +52,7 @@ def build_learner(config: TrainConfig, device: torch.device | None = None) -> Me
         torch.manual_seed(config.seed)
         policy = make_policy(
             family.observation_space, family.action_space, config.hidden_sizes,
-            config.activation, config.init_std,
+            config.activation, config.init_std, config.init_output_scale,
         ).to(device)
         sampler = make_sampler(config, family, policy, device)
         return learner_class(family, config, sampler)
