@@ -14,8 +14,10 @@ import torch
 from processes import start_metarl
 
 from metarl.cli import main
+from metarl.config import TrainConfig
 from metarl.registry import get_family
-from metarl.tools.bench import batched_vs_sync
+from metarl.run.factory import build_learner
+from metarl.tools.bench import batched_vs_sync, sampler_throughput
 
 TINY = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8",
         "--seed", "3"]
@@ -210,6 +212,10 @@ def test_tensorboard_events_hold_every_metric_and_the_evaluation(tmp_path):
 
 def test_bench_counts_only_simulated_steps_where_episodes_end_early():
     family = get_family("cartpole-tasks")
+    config = TrainConfig(family="cartpole-tasks", meta_batch_size=2, episodes_per_task=2,
+                         hidden_sizes=(8,), device="cpu")
+    sampled = sampler_throughput(build_learner(config), n_tasks=2, episodes=2, repeats=1)
+    assert 0 < sampled["env_steps_sampled"] < 2 * 2 * family.max_episode_steps / 2
     figures = batched_vs_sync(family, n_tasks=2, episodes=2, repeats=1)
     nominal = 2 * 2 * family.max_episode_steps
     # Random cart-pole episodes fall within a few dozen steps: the batched env stops there,

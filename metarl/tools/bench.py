@@ -56,20 +56,25 @@ def sampler_throughput(
 ) -> dict[str, float]:
     """Environment steps per second of the sampler with shared and with per-task parameters.
 
-    Steps are counted as tasks x episodes x horizon (steps after termination are skipped by
-    families that end early, so the figure is conservative).
+    Steps are the ones the episodes took (a family whose episodes end early simulates fewer
+    than tasks x episodes x horizon).
     """
     tasks = learner.family.sample_tasks(n_tasks, np.random.default_rng(0))
     shared = learner.meta_params()
     grouped = per_task(shared, n_tasks)
-    steps = n_tasks * episodes * learner.family.max_episode_steps
+
+    def steps_taken(params: Any) -> int:
+        return int(learner.sampler.sample(tasks, episodes, params, 0).mask.sum())
+
     shared_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, shared, 0), repeats)
     grouped_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, grouped, 0), repeats)
+    steps = steps_taken(shared)
     return {
         "tasks": n_tasks,
         "episodes_per_task": episodes,
+        "env_steps_sampled": steps,
         "env_steps_per_second": steps / shared_s,
-        "env_steps_per_second_per_task_params": steps / grouped_s,
+        "env_steps_per_second_per_task_params": steps_taken(grouped) / grouped_s,
     }
 
 
