@@ -22,14 +22,17 @@ train() {  # train NAME ARGS...: one resumable run directory under $runs
 train halfcheetah-vel-maml --family halfcheetah-vel --algo maml --iterations 200
 train halfcheetah-dir-maml --family halfcheetah-dir --algo maml --iterations 200
 
-# The ant: an hour each of 10 tasks x 10 episodes per iteration (ITERATIONS_ANT, about
-# 7.7 s per iteration alone on one core). The policy starts with action spread 0.3 and
-# near-zero mean torques: under the default start (spread 1, Xavier output layer) the control
-# cost exceeds Ant-v5's healthy reward, and the young ants learn to fall early instead.
-for family in ant-dir ant-goal; do
-    train "$family-maml" --family "$family" --algo maml --iterations ITERATIONS_ANT \
+# The ant: an hour each alone on one core (about 7.7 s per iteration) of 10 tasks x 10
+# episodes per iteration: the iterations that hour gave. The policy starts with action spread
+# 0.3 and near-zero mean torques: from the default start (spread 1, Xavier output layer) the
+# control cost exceeds Ant-v5's healthy reward, and the young ants learn to fall early.
+while read -r family iterations; do
+    train "$family-maml" --family "$family" --algo maml --iterations "$iterations" \
         --meta-batch-size 10 --episodes-per-task 10 --init-std 0.3 --init-output-scale 0.01
-done
+done <<'ANT_RUNS'
+ant-dir 463
+ant-goal 453
+ANT_RUNS
 
 while read -r family episodes; do
     "$metarl" plot "$runs/$family-maml" --out "$docs/$family-maml-training.png"
@@ -42,16 +45,21 @@ ant-dir 10
 ant-goal 10
 EVALUATIONS
 
-# MAML against PPO fine-tuned from the training mixture with the same 20 episodes per step.
-for family in halfcheetah-vel halfcheetah-dir; do
+# MAML against PPO fine-tuned from the training mixture with the same episodes per step.
+while read -r family episodes; do
     rm -rf "$runs/compare-$family"
     "$metarl" compare --family "$family" --algos maml,ppo-finetune,random \
-        --run "maml=$runs/$family-maml" --test-tasks 40 --adapt-steps 1 --episodes 20 \
+        --run "maml=$runs/$family-maml" --test-tasks 40 --adapt-steps 1 --episodes "$episodes" \
         --pretrain-steps 200000 --out "$runs/compare-$family"
     mkdir -p "$docs/$family"
     cp "$runs/compare-$family"/results.{json,md} "$runs/compare-$family"/adaptation.png \
         "$docs/$family/"
-done
+done <<'COMPARISONS'
+halfcheetah-vel 20
+halfcheetah-dir 20
+ant-dir 10
+ant-goal 10
+COMPARISONS
 
 rm -rf "$runs/record"
 SDL_VIDEODRIVER=dummy "$metarl" watch "$runs/halfcheetah-vel-maml" --task '{"velocity": 1.5}' \
