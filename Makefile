@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check metarl envs agents scripts tests
 
 # Regenerates the tables and figures under docs/results (about four hours on 2 cores;
-# the locomotion ones: scripts/locomotion_results.sh, about three more).
+# the locomotion ones: scripts/locomotion_results.sh, about five more on one core).
 results: $(STAMP)
 	scripts/results.sh
 
