@@ -65,3 +65,9 @@ rm -rf "$runs/record"
 SDL_VIDEODRIVER=dummy "$metarl" watch "$runs/halfcheetah-vel-maml" --task '{"velocity": 1.5}' \
     --adapt-steps 1 --deterministic --frames 200 --width 960 --record "$runs/record"
 cp "$runs/record/watch.gif" docs/media/watch-halfcheetah-vel.gif
+
+rm -rf "$runs/record-ant"
+SDL_VIDEODRIVER=dummy "$metarl" watch "$runs/ant-dir-maml" --task '{"direction": 1}' \
+    --adapt-steps 1 --episodes 10 --deterministic --frames 200 --width 960 \
+    --record "$runs/record-ant"
+cp "$runs/record-ant/frame_0199.png" docs/media/watch-ant-dir.png
