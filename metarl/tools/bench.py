@@ -39,16 +39,22 @@ ITERATION_TASKS = (10, 20, 40)
 """Meta-batch sizes for the meta-iteration scaling table (20 episodes each)."""
 
 
-def median_seconds(run: Callable[[], Any], repeats: int) -> float:
+def median_seconds_and_result(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     """Median time of ``run`` over at least ``repeats`` calls and ``0.2 * repeats`` seconds of
-    calls (fast calls are repeated more: their medians are noisy on a shared machine)."""
-    run()  # warm-up
+    calls (fast calls are repeated more: their medians are noisy on a shared machine), and
+    what its untimed warm-up call returned."""
+    result = run()  # warm-up
     times: list[float] = []
     while len(times) < repeats or sum(times) < 0.2 * repeats:
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), result
+
+
+def median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    """:func:`median_seconds_and_result` without the result."""
+    return median_seconds_and_result(run, repeats)[0]
 
 
 def sampler_throughput(
@@ -66,15 +72,14 @@ def sampler_throughput(
     def steps_taken(params: Any) -> int:
         return int(learner.sampler.sample(tasks, episodes, params, 0).mask.sum())
 
-    shared_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, shared, 0), repeats)
-    grouped_s = median_seconds(lambda: learner.sampler.sample(tasks, episodes, grouped, 0), repeats)
-    steps = steps_taken(shared)
+    shared_s, steps = median_seconds_and_result(lambda: steps_taken(shared), repeats)
+    grouped_s, grouped_steps = median_seconds_and_result(lambda: steps_taken(grouped), repeats)
     return {
         "tasks": n_tasks,
         "episodes_per_task": episodes,
         "env_steps_sampled": steps,
         "env_steps_per_second": steps / shared_s,
-        "env_steps_per_second_per_task_params": steps_taken(grouped) / grouped_s,
+        "env_steps_per_second_per_task_params": grouped_steps / grouped_s,
     }
 
 
@@ -105,12 +110,11 @@ def batched_vs_sync(
             ended = (terminated | truncated) if autoresets else ended | terminated | truncated
         return steps
 
-    batched_steps = simulated_steps(batched, autoresets=False)
-    sync_steps = simulated_steps(sync, autoresets=True)
-    batched_rate = batched_steps / median_seconds(
+    batched_s, batched_steps = median_seconds_and_result(
         lambda: simulated_steps(batched, autoresets=False), repeats)
-    sync_rate = sync_steps / median_seconds(
+    sync_s, sync_steps = median_seconds_and_result(
         lambda: simulated_steps(sync, autoresets=True), max(1, repeats // 3))
+    batched_rate, sync_rate = batched_steps / batched_s, sync_steps / sync_s
     return {
         "batched_steps_per_second": batched_rate,
         "sync_vector_env_steps_per_second": sync_rate,
