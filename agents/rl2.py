@@ -130,6 +130,9 @@ class RL2(MetaLearner):
         if options.normalize_reward:
             self.normalizer = VecNormalize(self.envs, norm_obs=False, gamma=config.gamma)
             self.training_env = self.normalizer
+        # RecurrentPPO's initial weights come from the run's seed alone, not from what is left
+        # of the stream after the feed-forward policy every learner is built with.
+        torch.manual_seed(config.seed)
         self.model: RecurrentPPO = RecurrentPPO(
             "MlpLstmPolicy", self.training_env, learning_rate=options.learning_rate,
             n_steps=self.n_steps,
