@@ -26,7 +26,7 @@ Adapting to task t:
 Meta-training, per iteration, on fresh real episodes D'_t sampled with theta_t:
 
 - policy: ``theta_0 <- argmax E_t[J_t(theta_t)]`` through the imagined inner step, with MAML's
-  outer optimisers (TRPO by default, see :mod:`metarl.agents.maml`);
+  outer update (TRPO by default, see :class:`metarl.learn.outer.MAMLOuter`);
 - model: ``phi, z_0, Lambda_0 <- Adam(grad E_t[L(phi, z_t; D_t) + L(phi, z_t; D'_t)])`` with
   z_t inferred from D_t and differentiated through: the latent inferred from theta_0's
   episodes must predict the episodes of the adapted policy, which go where theta_0's do not.
@@ -59,10 +59,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from metarl.agents.maml import MAML, MAMLOptions
 from metarl.config import ConfigError, option
 from metarl.family.vector import BatchedEnv
-from metarl.learn.learner import Episodes, Rollouts, Timer
+from metarl.learn.gradient import Episodes, GradientLearner, Rollouts
+from metarl.learn.learner import Timer
+from metarl.learn.outer import MAMLOuter, MAMLOuterOptions
 from metarl.learn.surrogates import inner_gradient
 from metarl.policies.params import Params, detach_params, per_task
 from metarl.registry import register_learner
@@ -74,7 +75,7 @@ MIN_LOG_STD, MAX_LOG_STD = -7.0, 2.0
 
 
 @dataclass(frozen=True)
-class MBMLOptions(MAMLOptions):
+class MBMLOptions(MAMLOuterOptions):
     real_episodes: int = option(5, "real episodes per task, sampled with theta_0, from which "
                                    "the task latent is inferred", min=1)
     imagined_episodes: int = option(50, "episodes per task imagined in the model for the inner "
@@ -394,12 +395,15 @@ class ImaginedTasks:
 
 
 @register_learner("mbml")
-class MBML(MAML):
+class MBML(GradientLearner):
+    """Imagined inner steps (:meth:`model_steps`) and MAML's outer update (:class:`MAMLOuter`)."""
+
     Options = MBMLOptions
     phases = ("sampling", "inner", "outer", "model")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.outer = MAMLOuter(self, self.options)
         if not isinstance(self.family.observation_space, gym.spaces.Box) or len(
             self.family.observation_space.shape
         ) != 1:
@@ -450,13 +454,19 @@ class MBML(MAML):
             inner.append(episodes)
         return params, inner
 
-    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
+    @property
+    def second_order(self) -> bool:
+        return self.outer.second_order
+
+    def adapt_params(
+        self, params: Params, episodes: EpisodeBatch, create_graph: bool = False
+    ) -> Params:
         """Adapt from the (real) ``episodes`` entirely in the model, as in training."""
         return self.model_steps(params, episodes, create_graph)[0]
 
     def collect(self, tasks: Sequence[Any], timer: Timer) -> Rollouts:
         """Real episodes with theta_0, imagined inner steps, real episodes after."""
-        params = self.policy.parameters_dict()  # live: see MetaLearner.collect
+        params = self.policy.parameters_dict()  # live: see GradientLearner.collect
         with timer("sampling"):
             real = self.sample(tasks, self.meta_params(), self.options.real_episodes)
         with timer("inner"):
@@ -471,7 +481,7 @@ class MBML(MAML):
                 "imagined_return": float(rollouts.inner[0].batch.task_returns().mean()),
                 "imagined_gradient_cosine": self.gradient_agreement(rollouts),
             }
-        stats = super().outer_update(rollouts, timer)
+        stats = self.outer.update(rollouts)
         if self.options.model == "oracle":
             return {**imagined, **stats}
         with timer("model"):
@@ -543,7 +553,7 @@ class MBML(MAML):
     # --- checkpointing ------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
         return {
-            **super().extra_state(),
+            **self.outer.state_dict(),
             "model": self.model.state_dict(),
             "model_optimizer": self.model_optimizer.state_dict(),
             "buffer": [[{key: value for key, value in vars(batch).items() if key != "tasks"}
@@ -551,7 +561,7 @@ class MBML(MAML):
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
+        self.outer.load_state_dict(state)
         self.model.load_state_dict(state["model"])
         self.model_optimizer.load_state_dict(state["model_optimizer"])
         self.buffer = [

@@ -55,25 +55,17 @@ import torch
 from torch import Tensor
 
 from metarl.config import ConfigError, option
-from metarl.learn.learner import Episodes, MetaLearner, Rollouts, Timer
-from metarl.learn.optim import conjugate_gradient, hessian_vector_product, trust_region_step
-from metarl.learn.surrogates import (
-    clipped_surrogate,
-    distributions,
-    identity_jacobian_fisher,
-    inner_gradient,
-    log_probs_under,
-    mean_kl,
-)
+from metarl.learn.gradient import Episodes, GradientLearner, Rollouts
+from metarl.learn.learner import Timer
+from metarl.learn.optim import conjugate_gradient, hessian_vector_product
+from metarl.learn.outer import PostAdaptation, TrustRegion, trust_region_update
+from metarl.learn.surrogates import identity_jacobian_fisher, inner_gradient
 from metarl.policies.params import Params, detach_params, flat, is_per_task, per_task, unflat
 from metarl.registry import register_learner
 
 MAX_PULL = 0.95
 """Largest fraction of theta_t - theta_0 one gradient enhancement step may remove while
 lambda is learned (at 1 the enhancement undoes the policy-gradient step)."""
-TRUST_REGION = {"cg_iterations": 10, "damping": 1e-5, "line_search_steps": 15,
-                "backtrack_ratio": 0.8}
-"""The trust-region step's settings (MAML's defaults)."""
 FISHER_SUBSAMPLE = 0.2
 """Fraction of each task's post-adaptation episodes used for the trust-region metric."""
 
@@ -179,7 +171,7 @@ def implicit_solve(
 
 
 @register_learner("meml")
-class MEML(MetaLearner):
+class MEML(GradientLearner):
     Options = MEMLOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -239,13 +231,6 @@ class MEML(MetaLearner):
             stepped = value.detach() + lr * grad
             adapted[key] = stepped - pull * (stepped - theta_0[key])
         return adapted
-
-    def replay(self, inner: list[Episodes]) -> Params:
-        """theta_t from the current theta_0, repeating the inner steps on their episodes."""
-        params = self.meta_params()
-        for episodes in inner:
-            params = self.inner_step(params, episodes, create_graph=False)
-        return params
 
     # --- outer update ------------------------------------------------------------------------
     def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
@@ -350,7 +335,8 @@ class MEML(MetaLearner):
 
     def move_theta_0(self, direction: Tensor, rollouts: Rollouts) -> dict[str, float]:
         """Ascend along the flat meta-gradient ``direction``: one Adam step, or a trust-region
-        step whose line search replays the inner steps at each trial theta_0."""
+        step whose line search replays the inner steps at each trial theta_0, with the adapted
+        policies' Fisher (identity Jacobian) as its metric."""
         theta = list(self.policy.parameters())
         if self.optimizer is not None:
             self.optimizer.zero_grad()
@@ -358,28 +344,14 @@ class MEML(MetaLearner):
                 parameter.grad = value
             self.optimizer.step()
             return {}
-        outer = rollouts.after.batch
         adapted = detach_params(rollouts.adapted)
-        with torch.no_grad():
-            old = distributions(self.policy, adapted, outer)
-            old_log_probs = log_probs_under(old, outer)
-
-        def evaluate() -> tuple[float, float]:
-            trial = self.replay(rollouts.inner)
-            with torch.no_grad():
-                dist = distributions(self.policy, trial, outer)
-                surrogate = clipped_surrogate(log_probs_under(dist, outer), old_log_probs,
-                                              rollouts.after.advantages, outer).mean()
-                return float(surrogate), float(mean_kl(old, dist, outer))
-
+        objective = PostAdaptation(self.policy, adapted, rollouts.after)
         subsample = rollouts.after.subsample(FISHER_SUBSAMPLE, self.sampler.generator).batch
         fisher = identity_jacobian_fisher(self.policy, subsample, adapted)
-        base = float(clipped_surrogate(old_log_probs, old_log_probs, rollouts.after.advantages,
-                                       outer).mean())
-        result = trust_region_step(theta, direction, fisher, evaluate, base, self.options.max_kl,
-                                   **TRUST_REGION)
-        return {"kl": result.kl, "surrogate_gain": result.surrogate_gain,
-                "step_accepted": float(result.accepted)}
+        base = float(objective.surrogate(objective.old))
+        return trust_region_update(theta, direction, fisher, objective,
+                                   lambda: self.replay(rollouts.inner), base,
+                                   TrustRegion(self.options.max_kl))
 
     def hyper_step(self, log_mu_gradient: Tensor, inner_lr_gradient: Tensor) -> None:
         """Ascend log lambda along ``dJ/d log mu`` chained through ``mu(lambda, alpha)``, and

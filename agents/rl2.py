@@ -1,20 +1,23 @@
 """RL^2 (Duan et al. 2016; Wang et al. 2016): a recurrent policy that adapts in its memory.
 
-A *trial* is several episodes of one task played as one Gymnasium episode by :class:`TrialEnv`.
-The policy, an LSTM (sb3-contrib's ``MlpLstmPolicy``: separate actor and critic LSTMs of
-``--hidden-size`` units, then ``--hidden-sizes`` layers), sees the observation plus the previous
-action, reward and episode-end flag. Its memory runs on across the episodes of a trial and
-starts from zero at every trial, so what it learns is how to explore a task and exploit what it
-found. Training is sb3-contrib's ``RecurrentPPO`` over trials of tasks drawn from the family: a
-training trial lasts ``--trial-episodes`` x horizon steps (that many episodes, more where
-episodes end early), and each meta-iteration plays exactly one trial in each of
-``--meta-batch-size`` x ``--rollout-trials`` parallel envs (``--rollout-trials`` per task of the
-batch), then updates. No trial starts inside an update's rollout, so the update runs every
-sequence through the LSTM in one call.
+A *trial* is several episodes of one task played back to back
+(:class:`metarl.rollout.trials.TrialBatch`, every trial of a batch stepped at once through the
+family's batched env). The policy, an LSTM (sb3-contrib's ``MlpLstmPolicy``: separate actor
+and critic LSTMs of ``--hidden-size`` units, then ``--hidden-sizes`` layers), sees the trial
+observation: the observation plus the previous action, reward and episode-end flag. Its memory
+runs on across the episodes of a trial and starts from zero at every trial, so what it learns
+is how to explore a task and exploit what it found. Training is sb3-contrib's ``RecurrentPPO``
+over trials of tasks drawn from the family (:class:`TrialVecEnv`): a training trial lasts
+``--trial-episodes`` x horizon steps (that many episodes, more where episodes end early), and
+each meta-iteration plays exactly one trial in each of ``--meta-batch-size`` x
+``--rollout-trials`` parallel envs (``--rollout-trials`` per task of the batch), then updates.
+No trial starts inside an update's rollout, so the update runs every sequence through the LSTM
+in one call.
 
-Evaluation lines up with the gradient learners' blocks: on each held-out task one trial of
-``(K + 1) * E`` episodes, block ``k`` being episodes ``k*E .. (k+1)*E - 1`` (after ``k*E``
-episodes of the task), the same real-episode budget as K adaptation steps of E episodes.
+Evaluation lines up with the gradient learners' blocks (:func:`metarl.learn.memory.
+trial_adaptation`): on each held-out task one trial of ``(K + 1) * E`` episodes, block ``k``
+being episodes ``k*E .. (k+1)*E - 1`` (after ``k*E`` episodes of the task), the same
+real-episode budget as K adaptation steps of E episodes.
 """
 
 from __future__ import annotations
@@ -28,23 +31,17 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor
-from tqdm.auto import tqdm
 
 from metarl.config import ConfigError, option
-from metarl.learn.adaptation import Actor, Adaptation
-from metarl.learn.learner import MetaLearner, Rollouts, Timer
-from metarl.policies.params import Params
+from metarl.learn.learner import Learner
+from metarl.learn.memory import Memory, MemoryAdaptation, trial_adaptation
+from metarl.process import seeded_global_rng
 from metarl.registry import register_learner
-from metarl.rollout.episodes import EpisodeBatch
+from metarl.rollout.trials import ActionCodec
 
 if TYPE_CHECKING:  # SB3 and sb3-contrib are imported when an RL^2 learner is built
     from sb3_contrib import RecurrentPPO
 
-    from metarl.agents.trials import ArrayTrials, EnvTrials, TrialEnv
-
-_EVALUATION_STREAM = 0x2E1
-"""Seeds of the evaluation trials' envs, apart from every training stream."""
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
 
 
@@ -94,7 +91,7 @@ def _timers() -> Any:
 
 
 @register_learner("rl2")
-class RL2(MetaLearner):
+class RL2(Learner):
     """RL^2 with RecurrentPPO over trials (see the module docstring)."""
 
     Options = RL2Options
@@ -106,7 +103,7 @@ class RL2(MetaLearner):
         from stable_baselines3.common.logger import Logger
         from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-        from metarl.agents.trials import ActionCodec, training_trials
+        from metarl.agents.rl2_env import TrialVecEnv
 
         config, options = self.config, self.options
         if config.backend != "local":
@@ -123,7 +120,7 @@ class RL2(MetaLearner):
         self.horizon = self.family.max_episode_steps
         self.n_steps = options.trial_episodes * self.horizon
         """Steps of one training trial, and of one update's rollout in each env."""
-        self.envs: ArrayTrials | EnvTrials = training_trials(self.family, n_envs, self.n_steps)
+        self.envs = TrialVecEnv(self.family, n_envs, self.n_steps)
         self.codec = ActionCodec(self.family.action_space)
         self.training_env: VecEnv = self.envs
         self.normalizer = None
@@ -148,23 +145,8 @@ class RL2(MetaLearner):
             },
         )
         self.model.set_logger(Logger(folder=None, output_formats=[]))
-        self.policy = self.model.policy  # type: ignore[assignment]
 
-    def trial_env(self, task: Any, episodes: int) -> TrialEnv:
-        """Trials of ``episodes`` episodes of ``task`` (the family's env, time limit included)."""
-        from metarl.agents.trials import TrialEnv
-
-        env = TrialEnv(self.family.make_env(task), episodes)
-        env.set_task(task)
-        return env
-
-    # --- the two verbs -----------------------------------------------------------------------
-    def adapt(self, params: Params, episodes: EpisodeBatch, create_graph: bool = False) -> Params:
-        raise NotImplementedError(
-            "rl2 adapts in its recurrent memory, not its parameters: use adaptation() (what "
-            "metarl evaluate and watch call)"
-        )
-
+    # --- the protocol ----------------------------------------------------------------------
     def step(self, tasks: Sequence[Any]) -> dict[str, float]:
         """One PPO update on one fresh trial per parallel env: envs ``i * R .. (i + 1) * R - 1``
         play ``tasks[i]`` (R = ``--rollout-trials``)."""
@@ -185,15 +167,9 @@ class RL2(MetaLearner):
         seed = int(self.rng.integers(2**31))
         timer = _timers()
         steps_before = model.num_timesteps
-        numpy_state = np.random.get_state()
-        with torch.random.fork_rng(devices=self._cuda_devices()):
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            try:
-                model.learn(self.n_steps * self.envs.num_envs, callback=timer,
-                            log_interval=None, reset_num_timesteps=False)
-            finally:
-                np.random.set_state(numpy_state)
+        with seeded_global_rng(seed, self.device):
+            model.learn(self.n_steps * self.envs.num_envs, callback=timer, log_interval=None,
+                        reset_num_timesteps=False)
         done = time.perf_counter()
         steps = model.num_timesteps - steps_before
         self.env_steps += steps
@@ -221,58 +197,15 @@ class RL2(MetaLearner):
                 float(np.mean([trial.returns[-1] for trial in trials])),
                 float(np.mean([trial.total for trial in trials])))
 
-    def _cuda_devices(self) -> list[int]:
-        return [self.device.index or 0] if self.device.type == "cuda" else []
-
-    # --- outer-update hooks of the base class, which RL^2 does not use -------------------------
-    def outer_update(self, rollouts: Rollouts, timer: Timer) -> dict[str, float]:
-        raise NotImplementedError("rl2 updates with RecurrentPPO in step()")
-
-    # --- measuring adaptation -----------------------------------------------------------------
     def adaptation(
         self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
-    ) -> RL2Adaptation:
-        """One trial of ``(adapt_steps + 1) * episodes`` episodes on each task, all at once;
-        block ``k`` is episodes ``k*episodes .. (k+1)*episodes - 1``. Also keeps, per task, the
-        memory at the start of each block (what :meth:`RL2Adaptation.actor` plays from)."""
-        blocks = adapt_steps + 1
-        length = blocks * episodes
-        n = len(tasks)
-        envs = [self.trial_env(task, length) for task in tasks]
-        seeds = np.random.SeedSequence([seed, _EVALUATION_STREAM]).generate_state(n)
-        obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
-        state = self.zero_memory(n)
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed)
-        memories = [[t.clone() for t in state] for _ in range(blocks)]
-        width = self.codec.width + 2  # previous action, reward and flag
-        tails = np.zeros((blocks, n, width), np.float32)
-        tails[0] = obs[:, -width:]
-        returns = np.zeros((n, length))
-        alive = np.ones(n, dtype=bool)
-        progress = tqdm(total=length * self.horizon, desc=f"rl2 trials on {n} tasks",
-                        unit="step", leave=False, disable=None)
-        while alive.any():
-            actions, state = self.act(obs, state, generator)
-            for i in np.flatnonzero(alive):
-                obs[i], _, _, trial_over, info = envs[i].step(actions[i])
-                if "trial_episode" in info:
-                    played = info["trial_episode"] + 1
-                    returns[i, played - 1] = info["episode_return"]
-                    if played < length and played % episodes == 0:
-                        block = played // episodes
-                        for kept, now in zip(memories[block], state, strict=True):
-                            kept[:, i] = now[:, i]
-                        tails[block, i] = obs[i, -width:]
-                alive[i] = not trial_over
-            progress.update(1)
-        progress.close()
-        for env in envs:
-            env.close()
-        per_block = list(returns.reshape(n, blocks, episodes).mean(axis=2).T)
-        return RL2Adaptation(per_block, self, memories, tails)
+    ) -> MemoryAdaptation:
+        """One trial of ``(adapt_steps + 1) * episodes`` episodes per task, every task at once
+        (:func:`trial_adaptation`)."""
+        return trial_adaptation(self, self.family, tasks, adapt_steps, episodes, seed)
 
-    def zero_memory(self, n: int) -> tuple[Tensor, Tensor]:
+    # --- acting (a TrialPolicy) ----------------------------------------------------------------
+    def initial_memory(self, n: int) -> Memory:
         """The actor LSTM's (hidden, cell) state at a trial's start, for ``n`` columns."""
         lstm = self.model.policy.lstm_actor
         shape = (lstm.num_layers, n, lstm.hidden_size)
@@ -280,9 +213,9 @@ class RL2(MetaLearner):
 
     @torch.no_grad()
     def act(
-        self, obs: np.ndarray, state: tuple[Tensor, Tensor], generator: torch.Generator,
+        self, obs: np.ndarray, state: Memory, generator: torch.Generator,
         deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[Tensor, Tensor]]:
+    ) -> tuple[np.ndarray, Memory]:
         """The policy's actions (in its own action space) for trial observations ``obs``
         ``[n, ...]`` and the next memory; noise from ``generator``."""
         policy = self.model.policy
@@ -328,58 +261,3 @@ class RL2(MetaLearner):
         if self.normalizer is not None:
             stats = self.normalizer.ret_rms
             stats.mean, stats.var, stats.count = (np.float64(v) for v in state["reward_scale"])
-
-
-@dataclass
-class RL2Adaptation(Adaptation):
-    """RL^2's trials: ``memories[k]`` is the actor LSTM's (hidden, cell) state, ``[layers,
-    tasks, units]``, at the start of block ``k``; ``tails[k]`` the previous action, reward and
-    flag features there, ``[tasks, width]``."""
-
-    learner: RL2
-    memories: list[list[Tensor]]
-    tails: np.ndarray
-
-    def actor(self, task: int) -> RecurrentActor:
-        memory = tuple(torch.stack([m[j][:, task] for m in self.memories], dim=1)
-                       for j in range(2))
-        return RecurrentActor(self.learner, memory, self.tails[:, task])
-
-
-class RecurrentActor(Actor):
-    """Column ``k`` plays from the memory RL^2 had after ``k`` blocks of its trial, restored at
-    every episode start, on the family's own env (observations extended here as
-    :class:`TrialEnv` extends them)."""
-
-    def __init__(self, learner: RL2, memory: tuple[Tensor, ...], tails: np.ndarray) -> None:
-        self.learner = learner
-        self.start_memory = memory
-        self.start_tails = tails
-        self.n_columns = len(tails)
-        self.observation_space = learner.family.observation_space
-        self.generator = torch.Generator(device=learner.device)
-        self.reset(0)
-
-    def reset(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-        self.memory = tuple(t.clone() for t in self.start_memory)
-        self.tails = self.start_tails.copy()
-        self.actions = np.zeros((self.n_columns, *self.learner.codec.space.shape))
-
-    def start_episode(self, column: int) -> None:
-        for now, start in zip(self.memory, self.start_memory, strict=True):
-            now[:, column] = start[:, column]
-        self.tails[column] = self.start_tails[column]
-
-    def act(self, observations: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        from metarl.agents.trials import flatten_batch
-
-        obs = np.concatenate([flatten_batch(self.observation_space, observations), self.tails],
-                             axis=1)
-        self.actions, self.memory = self.learner.act(obs, self.memory, self.generator,
-                                                     deterministic)
-        return self.learner.codec.to_env(self.actions)
-
-    def feedback(self, column: int, reward: float, done: bool) -> None:
-        features = self.learner.codec.features(self.actions[column])
-        self.tails[column] = np.concatenate([features, np.float32([reward, float(done)])])

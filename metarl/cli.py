@@ -94,50 +94,41 @@ def _family(spec: str) -> str:
 # --- verbs --------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> None:
     from metarl.run.rundir import CHECKPOINT
-    from metarl.run.training import resume_config, train
+    from metarl.run.settings import resolve_settings
+    from metarl.run.training import train
 
-    values = load_json(args.config) if args.config else {}
-    if ":" in str(values.get("family", "")):
-        raise ConfigError(f"config file {args.config!r} names the family {values['family']!r} "
-                          "by module path; metarl imports code only from the command line: "
-                          "pass --family MODULE:Class or --import MODULE")
-    values.update(given(args, TrainConfig))
-    if ":" in str(values.get("family", "")):
-        values["family"] = _family(values["family"])
-    algo = values.get("algo", TrainConfig.algo)
-    options_class = registry.get_learner(algo).Options
-    options = values.get("algo_options", {})
-    if not isinstance(options, dict):
-        raise ConfigError(f"--algo-options must be a JSON object, got {options!r}")
-    options = dict(options)
-    for name, value in vars(args).items():
-        if name.startswith("opt_") and value is not None:
-            key = name.removeprefix("opt_")
-            if key not in {f.name for f in dataclasses.fields(options_class)}:
-                raise ConfigError(f"--{key.replace('_', '-')} does not apply to --algo {algo}")
-            options[key] = value
-    values["algo_options"] = options
+    file_values = load_json(args.config) if args.config else {}
+    if ":" in str(file_values.get("family", "")):
+        raise ConfigError(f"config file {args.config!r} names the family "
+                          f"{file_values['family']!r} by module path; metarl imports code only "
+                          "from the command line: pass --family MODULE:Class or --import MODULE")
+    flags = given(args, TrainConfig)
+    if ":" in str(flags.get("family", "")):
+        flags["family"] = _family(flags["family"])
+    flags.update({name.removeprefix("opt_"): value for name, value in vars(args).items()
+                  if name.startswith("opt_") and value is not None})
     if args.resume and (Path(args.out) / CHECKPOINT).exists():
         if args.config:
             raise ConfigError("--config does not go with --resume: a resumed run keeps its "
                               "saved settings")
-        config = resume_config(args.out, {key: value for key, value in values.items()
-                                          if key != "algo_options" or value})
-    else:
-        config = from_dict(TrainConfig, values)
+        train(flags, args.out, resume=True, tensorboard=args.tensorboard)
+        return
+    config = resolve_settings(file_values, flags)
+    if config.iterations == 0:
+        print("--iterations 0: saving the untrained learner, to evaluate or watch what "
+              "adaptation does before any training")
     train(config, args.out, resume=args.resume, tensorboard=args.tensorboard)
 
 
 def _load(run_dir: str, device: str) -> Any:
-    from metarl.run.checkpoint import load_learner
+    from metarl.run.directory import RunDirectory
     from metarl.run.factory import resolve_device
 
-    learner, _ = load_learner(Path(run_dir), resolve_device(device))
-    return learner
+    return RunDirectory(run_dir).load(resolve_device(device))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from metarl.run.checkpoint import load_learner
+    from metarl.run.directory import RunDirectory
     from metarl.run.evaluation import evaluate, format_table
     from metarl.run.factory import resolve_device
     from metarl.run.rundir import check_output_file, write_json
@@ -146,7 +137,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     evaluation = settings(args, EvaluationConfig)
     if args.json:
         check_output_file(Path(args.json), "--json")
-    learner, iteration = load_learner(Path(args.run_dir), resolve_device(args.device))
+    run = RunDirectory(args.run_dir)
+    learner = run.load(resolve_device(args.device))
     tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
     result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
                       evaluation.seed, evaluation.split)
@@ -154,9 +146,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"({result.wall_seconds:.1f} s)")
     if args.json:
         write_json(Path(args.json), result.to_json())
-    if (Path(args.run_dir) / FOLDER).is_dir():  # the run logs to TensorBoard: add this
-        board = TensorBoardLog(Path(args.run_dir), first_step=iteration + 1)
-        board.evaluation(result, iteration)
+    if (run.path / FOLDER).is_dir():  # the run logs to TensorBoard: add this
+        board = TensorBoardLog(run.path, first_step=run.iteration + 1)
+        board.evaluation(result, run.iteration)
         board.close()
 
 
@@ -168,6 +160,13 @@ def _families(args: argparse.Namespace) -> None:
               f"splits: {splits}")
     for name, reason in registry.unavailable_families().items():
         print(f"{name:16s} unavailable: {reason}")
+
+
+def _settings(args: argparse.Namespace) -> None:
+    from metarl.tools.settings import settings_markdown
+
+    algos = None if args.algo is None else [registry.get_learner(args.algo).name]
+    print(settings_markdown(algos), end="")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -356,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     families = verbs.add_parser("families", help="list the registered task families")
     families.set_defaults(run=_families)
 
+    listing = verbs.add_parser("settings", help="list every training setting and every "
+                               "learner's options, with defaults (Markdown)")
+    listing.add_argument("--algo", help="only this learner's options")
+    listing.set_defaults(run=_settings)
+
     check = verbs.add_parser("check", help="check a task family against the contract")
     check.add_argument("family", help="registered name, module.path:FamilyClass or "
                        "path/to/file.py:FamilyClass")
@@ -389,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="compare meta-learners and baselines on the same held-out tasks"
     )
     compare.add_argument("--family", required=True, help="task family (see `metarl families`)")
-    compare.add_argument("--algos", required=True, help="comma-separated meta-learners and "
-                         "baselines (ppo-scratch, ppo-finetune, random)")
+    compare.add_argument("--algos", required=True, help="comma-separated learners: "
+                         "meta-learners and baselines (ppo-scratch, ppo-finetune, random); "
+                         "NAME@E adapts on E episodes per step")
     compare.add_argument("--out", required=True, help="directory for results.json/.md, "
                          "adaptation.png and runs trained here")
     compare.add_argument("--run", action="append", dest="runs", metavar="ALGO=RUN_DIR",
@@ -399,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--train-iterations", type=int, default=100,
                          help="meta-iterations for meta-learners trained here (default 100)")
     compare.add_argument("--pretrain-steps", type=int, default=None,
-                         help="ppo-finetune pretraining env steps (default: what meta-training "
+                         help="env steps of training for learners trained to a step budget "
+                              "(ppo-finetune; default: the most a compared meta-learner "
                               "sampled)")
     group = compare.add_argument_group("meta-training here (meta-learners without --run)")
     add_arguments(group, TrainConfig, prefix="train_",

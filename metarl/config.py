@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names it."""
@@ -33,11 +35,14 @@ def option(default: Any, help: str, **checks: Any) -> Any:
 def validate(instance: Any) -> None:
     """Check every field of a dataclass instance: its type (from the type hints), that numbers
     are finite, and its ``min``/``above``/``max``/``choices``. Every error names the field as
-    its command-line flag."""
+    its command-line flag. Plain values a script passes are taken as they mean: numpy
+    scalars as Python numbers, a list of integers as a tuple (the field is set to the plain
+    value)."""
     hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
-        value = getattr(instance, f.name)
         flag = "--" + f.name.replace("_", "-")
+        value = _plain(getattr(instance, f.name), hints[f.name])
+        object.__setattr__(instance, f.name, value)
         _check_type(flag, value, hints[f.name])
         values = value if isinstance(value, tuple) else (value,)
         for v in values:
@@ -51,6 +56,16 @@ def validate(instance: Any) -> None:
                 raise ConfigError(
                     f"{flag} must be one of {list(f.metadata['choices'])}, got {value!r}"
                 )
+
+
+def _plain(value: Any, kind: Any) -> Any:
+    """``value`` as the plain Python value of field type ``kind`` where it is one in
+    disguise: a numpy scalar, or a list (or array) for a tuple field."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if typing.get_origin(kind) is tuple and isinstance(value, list | np.ndarray):
+        value = tuple(v.item() if isinstance(v, np.generic) else v for v in list(value))
+    return value
 
 
 def _check_type(flag: str, value: Any, kind: Any) -> None:

@@ -1,31 +1,21 @@
-"""Evaluate a trained run on held-out tasks from Python: what `metarl evaluate` does.
+"""Evaluate a trained run on held-out tasks, as `metarl evaluate` does, and save the result.
 
-    python scripts/evaluate.py runs/nav --test-tasks 40 --adapt-steps 3
+    python scripts/evaluate.py RUN_DIR [TEST_TASKS]
 """
 
-import argparse
-from pathlib import Path
+import json
+import sys
 
-import torch
+import metarl
 
-from metarl.run.checkpoint import load_learner
-from metarl.run.evaluation import evaluate, format_table
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--test-tasks", type=int, default=40)
-    parser.add_argument("--adapt-steps", type=int, default=3)
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--split", default="test")
-    args = parser.parse_args()
-    learner, iterations = load_learner(args.run_dir, torch.device("cpu"))
-    tasks = learner.family.test_tasks(args.test_tasks, seed=0, split=args.split)
-    result = evaluate(learner, tasks, args.adapt_steps, args.episodes, split=args.split)
-    print(f"after {iterations} meta-iterations:")
-    print(format_table(result))
-
-
-if __name__ == "__main__":
-    main()
+learner = metarl.load(sys.argv[1])
+n_tasks = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+result = learner.evaluate(split="test", n_tasks=n_tasks, adapt_steps=3, episodes=20, seed=0)
+print(f"{learner.algo} after {learner.iterations} iterations on {n_tasks} held-out tasks:")
+for k in result.adapt_steps:
+    improved = result.share_improved[k]
+    print(f"  {k} steps: {result.mean_return[k]:.2f}" + (
+        f", {100 * improved:.0f}% of tasks above their return before" if improved is not None
+        else ""))
+with open("evaluation.json", "w") as handle:
+    json.dump(result.to_json(), handle, indent=2)

@@ -11,7 +11,8 @@ import torch
 from metarl.cli import build_parser
 from metarl.config import ConfigError, EvaluationConfig
 from metarl.registry import get_family
-from metarl.tools.baselines import run_baseline
+from metarl.run.factory import build_learner
+from metarl.run.settings import resolve_settings
 from metarl.tools.compare import compare
 from metarl.tools.plot import plot_training
 
@@ -54,7 +55,8 @@ def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) ->
                    zip(learner["ci95_low"], learner["mean_return"], learner["ci95_high"],
                        strict=True))
         assert learner["wall_seconds"] > 0
-    assert saved["learners"]["ppo-finetune"]["setup"]["pretrain_steps"] == 400
+    finetune = saved["learners"]["ppo-finetune"]["setup"]
+    assert finetune["training_env_steps"] == 400 and finetune["iterations"] == 2  # 2 x 2 x 100
     assert (out / "runs" / "maml" / "checkpoint.pt").exists()
     table = (out / "results.md").read_text()
     assert all(f"| {algo} | {1 if '@' in algo else 2} |" in table for algo in ALGOS)
@@ -68,17 +70,19 @@ def test_plot_training_writes_png(comparison: tuple[Path, dict], tmp_path: Path)
 
 
 def test_random_baseline_is_reproducible() -> None:
-    family = get_family("navigation2d")
-    tasks = family.test_tasks(2, seed=1)
-    first, _ = run_baseline("random", family, tasks, 1, 2, seed=3)
-    second, _ = run_baseline("random", family, tasks, 1, 2, seed=3)
-    assert first.task_returns == second.task_returns and first.seed == 3
+    tasks = get_family("navigation2d").test_tasks(2, seed=1)
+    learner = build_learner(resolve_settings({"algo": "random", "iterations": 0}))
+    first = learner.adaptation(tasks, 1, 2, seed=3).returns
+    second = learner.adaptation(tasks, 1, 2, seed=3).returns
+    other = learner.adaptation(tasks, 1, 2, seed=4).returns
+    assert all((a == b).all() for a, b in zip(first, second, strict=True))
+    assert not all((a == b).all() for a, b in zip(first, other, strict=True))
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--algos", "maml,nope"], "unknown algorithm 'nope'"),
+        (["--algos", "maml,nope"], "unknown learner 'nope'"),
         (["--algos", "random", "--episodes", "0"], "--episodes must be >= 1"),
         (["--algos", "random", "--adapt-steps", "-1"], "--adapt-steps must be >= 0"),
         (["--algos", "random", "--split", "weird"], "no split 'weird'"),
@@ -87,7 +91,7 @@ def test_random_baseline_is_reproducible() -> None:
         (["--algos", "maml@0"], "after '@' give the real episodes per adaptation"),
         (["--algos", "maml", "--run", "maml=/no/such/run"], "does not exist"),
         (["--algos", "maml", "--run", "maml"], "expects ALGO=RUN_DIR"),
-        (["--algos", "random", "--run", "random=/x"], "must name a meta-learner"),
+        (["--algos", "random", "--run", "random=/x"], "must name a trained learner"),
         (["--algos", "maml", "--meta-batch-size", "0"], "--meta-batch-size must be >= 1"),
         (["--family", "nowhere", "--algos", "random"], "unknown task family 'nowhere'"),
     ],
@@ -107,8 +111,20 @@ def test_compare_rejects_run_of_another_learner_or_family(
     run = comparison[0] / "runs" / "maml"
     with pytest.raises(ConfigError, match="holds maml on navigation2d, not maml on catch"):
         compare("catch", ["maml"], SMALL, tmp_path, runs={"maml": run})
-    with pytest.raises(ConfigError, match="already holds a run"):
-        compare("navigation2d", ["maml"], SMALL, comparison[0])
+    with pytest.raises(ConfigError, match="a resumed run keeps its settings"):
+        compare("navigation2d", ["maml"], SMALL, comparison[0], train_iterations=2)
+
+
+def test_compare_again_into_the_same_folder_reuses_its_runs(
+    comparison: tuple[Path, dict]
+) -> None:
+    """A compare killed after training (or run twice) continues from the runs it left."""
+    out, results = comparison
+    again = compare("navigation2d", ["maml"], SMALL, out, train_iterations=2,
+                    train_options={"meta_batch_size": 2, "episodes_per_task": 2})
+    before, after = results["learners"]["maml"], again["learners"]["maml"]
+    assert after["task_returns"] == before["task_returns"]
+    assert after["setup"]["iterations"] == 2
 
 
 def test_plot_rejects_missing_run(tmp_path: Path) -> None:

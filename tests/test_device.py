@@ -24,7 +24,7 @@ def test_adaptation_and_meta_gradient_agree():
     episodes = cpu.sampler.sample(tasks, 5, cpu.meta_params(), seed=0)
     results = []
     for learner, batch in ((cpu, episodes), (gpu, episodes.to("cuda"))):
-        adapted = learner.adapt(learner.policy.parameters_dict(), batch, create_graph=True)
+        adapted = learner.adapt_params(learner.policy.parameters_dict(), batch, create_graph=True)
         objective = log_probs(learner.policy, adapted, batch).mean()
         grads = torch.autograd.grad(objective, list(learner.policy.parameters()))
         results.append(([p.detach().cpu() for p in adapted.values()], [g.cpu() for g in grads]))

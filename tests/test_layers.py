@@ -2,9 +2,11 @@
 nothing generic (``envs``, ``agents``) installed at the top level of site-packages.
 
 Every import counts, lazy ones inside functions included. The layers, lowest first:
-config/process < family < registry < the ``metarl`` facade < policies < rollout < learn < run
-< tools < cli. The plugins (``metarl.envs``, ``metarl.agents``) sit beside the core: envs may
-import only up to the facade, agents only up to learn, and the core never imports them.
+config/process < family < registry < policies < rollout < learn < run < api < tools < cli <
+the ``metarl`` facade (which exports the family contract and, on first use, the front door of
+:mod:`metarl.api`). The plugins (``metarl.envs``, ``metarl.agents``) sit beside the core: envs
+may import only up to the registry, agents only up to learn, both the facade, and the core
+never imports them.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"metarl": ROOT / "metarl", "metarl.envs": ROOT / "envs",
            "metarl.agents": ROOT / "agents"}
-LAYERS = ["config", "process", "family", "registry", "__init__", "policies", "rollout", "learn",
-          "run", "tools", "cli", "__main__"]
-PLUGIN_CEILING = {"envs": "__init__", "agents": "learn"}
+LAYERS = ["config", "process", "family", "registry", "policies", "rollout", "learn", "run",
+          "api", "tools", "cli", "__init__", "__main__"]
+PLUGIN_CEILING = {"envs": "registry", "agents": "learn"}
 
 
 def modules() -> dict[str, Path]:
@@ -69,6 +71,8 @@ def allowed(source: str, target: str) -> bool:
         return True
     if b in PLUGIN_CEILING:  # only a plugin's own modules import it
         return False
+    if a in PLUGIN_CEILING and b == "__init__":  # the facade's family contract
+        return True
     ceiling = PLUGIN_CEILING.get(a, a)
     return LAYERS.index(b) <= LAYERS.index(ceiling)
 
@@ -109,6 +113,8 @@ def test_the_checker_sees_a_violation(tmp_path):
     assert not allowed("metarl.family.base", "metarl.run.training")
     assert not allowed("metarl.learn.learner", "metarl.agents.maml")
     assert not allowed("metarl.envs.maze", "metarl.policies.mlp")
+    assert not allowed("metarl.run.training", "metarl.api")
+    assert allowed("metarl.envs.maze", "metarl")
     assert allowed("metarl.agents.mbml", "metarl.agents.maml")
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from metarl.run import training\n")
@@ -124,6 +130,7 @@ def test_nothing_generic_lands_in_site_packages(tmp_path):
         "assert importlib.util.find_spec('envs') is None, 'envs'\n"
         "assert importlib.util.find_spec('agents') is None, 'agents'\n"
         "assert 'navigation2d' in metarl.family_names() and 'maml' in metarl.learner_names()\n"
+        "assert callable(metarl.make) and metarl.MetaLearner.__module__ == 'metarl.api'\n"
     )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,

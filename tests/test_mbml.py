@@ -8,7 +8,9 @@ import torch
 from metarl.agents.mbml import ImaginedTasks, ModelEnv, Transitions
 from metarl.config import ConfigError, TrainConfig
 from metarl.learn.learner import Timer
+from metarl.learn.outer import PostAdaptation
 from metarl.learn.surrogates import distributions
+from metarl.policies.params import detach_params
 from metarl.rollout.sampler import Sampler
 from metarl.run.evaluation import evaluate
 from metarl.run.factory import build_learner
@@ -165,13 +167,12 @@ def test_sampler_runs_the_model_env_unchanged():
 def test_a_meta_iteration_logs_finite_diagnostics(family):
     learner = make(family)
     tasks = learner.family.sample_tasks(6, learner.rng)
-    data = learner.outer_data(learner.collect(tasks, Timer(learner.phases)))
-    assert data.inner[0].batch.episodes_per_task == 4
-    assert data.rollouts.before.episodes_per_task == 5
-    adapted = learner.adapted_params(data.inner, create_graph=True)
-    surrogate = learner.outer_surrogate(
-        data, distributions(learner.policy, adapted, data.outer.batch)
-    )
+    rollouts = learner.collect(tasks, Timer(learner.phases))
+    assert rollouts.inner[0].batch.episodes_per_task == 4
+    assert rollouts.before.episodes_per_task == 5
+    objective = PostAdaptation(learner.policy, detach_params(rollouts.adapted), rollouts.after)
+    adapted = learner.replay(rollouts.inner, create_graph=True)
+    surrogate = objective.surrogate(distributions(learner.policy, adapted, rollouts.after.batch))
     grads = torch.autograd.grad(surrogate, list(learner.policy.parameters()))
     assert any(float(g.abs().max()) > 0 for g in grads)
     metrics = learner.step(tasks)

@@ -36,7 +36,7 @@ def adapted(learner, steps):
     """theta_t after ``steps`` inner steps through the public verbs (sample, adapt)."""
     params = learner.meta_params()
     for _ in range(steps):
-        params = learner.adapt(params, learner.sample(tasks(learner), params))
+        params = learner.adapt_params(params, learner.sample(tasks(learner), params))
     return params
 
 
@@ -54,7 +54,7 @@ def test_inner_step_is_policy_gradient_step_then_pull_toward_theta_0(enhancement
     theta_0 = learner.meta_params()
     start = adapted(learner, 1)  # some theta_t away from theta_0
     batch = learner.sample(tasks(learner), start)
-    result = learner.adapt(start, batch)
+    result = learner.adapt_params(start, batch)
     phi = {key: value.clone().requires_grad_() for key, value in start.items()}
     episodes = learner.with_advantages(batch)
     grads = inner_gradient(learner.policy, phi, batch, episodes.advantages, False)
@@ -193,7 +193,7 @@ def test_implicit_gradient_on_a_policy_matches_a_dense_solve():
     learner = build_learner(config, torch.device("cpu"))
     batch = learner.sample(tasks(learner, 2), learner.meta_params())
     after_batch = learner.sample(tasks(learner, 2), learner.meta_params())
-    params = learner.adapt(learner.meta_params(), batch)
+    params = learner.adapt_params(learner.meta_params(), batch)
     inner, after = learner.with_advantages(batch), learner.with_advantages(after_batch)
     meta, gradient = learner.implicit_gradient(params, [(1.0, params, inner)], after)
 
@@ -254,8 +254,8 @@ def test_meta_learned_enhancement_moves_and_survives_a_checkpoint():
     torch.testing.assert_close(fresh.log_prior, learner.log_prior)
     torch.testing.assert_close(fresh.log_inner_lr, learner.log_inner_lr)
     batch = learner.sample(tasks(learner), learner.meta_params())
-    torch.testing.assert_close(fresh.adapt(fresh.meta_params(), batch),
-                               learner.adapt(learner.meta_params(), batch))
+    torch.testing.assert_close(fresh.adapt_params(fresh.meta_params(), batch),
+                               learner.adapt_params(learner.meta_params(), batch))
 
 
 def test_trust_region_meta_optimizer_steps_inside_the_kl_bound():

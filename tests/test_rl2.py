@@ -1,5 +1,5 @@
-"""RL^2: the trial wrapper, the recurrent memory across a trial, training, evaluation in the
-harness's blocks, checkpoints, the command line, and (slow) that it learns."""
+"""RL^2: the recurrent memory across a trial, training, evaluation in the harness's blocks,
+checkpoints, the command line, and (slow) that it learns."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import csv
 import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 from metarl import registry
 from metarl.agents.rl2 import RL2
-from metarl.agents.trials import ArrayTrials, EnvTrials, Trial, TrialEnv
 from metarl.cli import main
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
 from metarl.run.evaluation import evaluate
 from metarl.run.factory import build_learner
+from metarl.run.settings import resolve_settings
 from metarl.run.training import train
 from metarl.tools.compare import compare
 from metarl.tools.viewer import AdaptationView
@@ -31,140 +29,11 @@ TINY_FLAGS = ["--meta-batch-size", "2", "--hidden-sizes", "8", "--trial-episodes
 
 
 def tiny(family: str = "bandit-5", iterations: int = 2, **options: object) -> RL2:
-    config = TrainConfig(family=family, algo="rl2", iterations=iterations, **TINY,
-                         algo_options={**TINY_OPTIONS, **options})
+    config = resolve_settings({"family": family, "algo": "rl2", "iterations": iterations,
+                               **TINY, **TINY_OPTIONS, **options})
     learner = build_learner(config)
     assert isinstance(learner, RL2)
     return learner
-
-
-# --- the trial wrapper ---------------------------------------------------------------------------
-def test_trial_observation_holds_previous_action_reward_and_episode_end() -> None:
-    family = registry.get_family("bandit-5")
-    task = family.test_tasks(1)[0]
-    env = TrialEnv(family.make_env(task), episodes=3)
-    assert env.observation_space.shape == (6 + 5 + 2,)
-    obs, _ = env.reset(seed=0)
-    assert not obs[6:].any()  # no previous action, reward or episode end at a trial's start
-    total, ends = 0.0, []
-    for t in range(3 * family.max_episode_steps):
-        action = t % 5
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += reward
-        assert obs in env.observation_space
-        assert np.array_equal(obs[6:11], np.eye(5)[action]) and obs[11] == reward
-        last_of_episode = (t + 1) % family.max_episode_steps == 0
-        assert obs[12] == float(last_of_episode)
-        if last_of_episode:
-            ends.append(info["episode_return"])
-            assert info["trial_episode"] == len(ends) - 1
-            if len(ends) < 3:  # already the next episode's first observation
-                assert not obs[:6].any()
-        assert not terminated and truncated == (t == 3 * family.max_episode_steps - 1)
-    assert len(ends) == 3 and sum(ends) == total
-    assert env.completed == [Trial(ends, total)]
-
-
-def test_trial_of_box_actions_rescales_and_restarts_episodes_that_end_early() -> None:
-    family = registry.get_family("navigation2d")
-    env = TrialEnv(family.make_env({"goal": [0.1, 0.0]}), episodes=2)
-    assert env.action_space.low.tolist() == [-1.0, -1.0]
-    obs, _ = env.reset(seed=0)
-    obs, reward, _, truncated, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
-    # A unit action is the family's largest step (0.1): it reaches the goal, ending episode 0;
-    # the observation is the next episode's start at the origin, flagged.
-    assert info["trial_episode"] == 0 and not truncated
-    assert np.allclose(obs, [0.0, 0.0, 1.0, 0.0, reward, 1.0])
-    obs, _, _, _, _ = env.step(np.array([-3.0, 0.5], dtype=np.float32))
-    assert np.allclose(obs[:2], [-0.1, 0.05]) and np.allclose(obs[2:4], [-1.0, 0.5])
-    assert obs[5] == 0.0
-
-
-def test_trial_of_steps_plays_on_past_early_ends_and_stops_inside_an_episode() -> None:
-    family = registry.get_family("navigation2d")
-    env = TrialEnv(family.make_env({"goal": [0.1, 0.0]}), steps=5)
-    env.reset(seed=0)
-    to_goal, away = np.array([1.0, 0.0], np.float32), np.array([-1.0, 0.0], np.float32)
-    ends = []
-    for action in (to_goal, to_goal, away, away):  # two one-step episodes, then a long one
-        _, _, _, truncated, info = env.step(action)
-        ends.append(info.get("trial_episode"))
-        assert not truncated
-    _, reward, terminated, truncated, _ = env.step(away)
-    assert ends == [0, 1, None, None] and not terminated and truncated
-    (trial,) = env.completed
-    assert len(trial.returns) == 2 and trial.total < sum(trial.returns)
-
-
-def test_a_trial_needs_a_length() -> None:
-    env = registry.get_family("bandit-5").make_env()
-    with pytest.raises(ConfigError, match="give episodes, steps or both"):
-        TrialEnv(env)
-    with pytest.raises(ConfigError, match="at least 1 of its steps, got 0"):
-        TrialEnv(env, steps=0)
-
-
-@pytest.mark.parametrize(("name", "episodes"), [("bandit-5", 1), ("navigation2d", 3),
-                                              ("maze", 3)])
-def test_array_trials_step_as_trial_envs_in_a_dummy_vec_env_do(name: str, episodes: int) -> None:
-    # navigation2d and maze start every episode in the same state, so their trials agree
-    # across the episodes that restart inside them; bandit-5's draws agree within an episode.
-    family = registry.get_family(name)
-    steps = episodes * family.max_episode_steps
-    tasks = family.test_tasks(3)
-    if name == "navigation2d":  # column 0 reaches its goal in one step, every episode
-        tasks[0] = {"goal": [0.1, 0.0]}
-    batched, looped = ArrayTrials(family, 3, steps), EnvTrials(family, 3, steps)
-    for trials in (batched, looped):
-        trials.set_tasks(tasks)
-        trials.seed(7)
-    rng = np.random.default_rng(0)
-    observations = [batched.reset(), looped.reset()]
-    assert np.array_equal(*observations)
-    ends = 0
-    for _ in range(steps):
-        if isinstance(batched.action_space, gym.spaces.Box):
-            actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
-            actions[0] = [1.0, 0.0]
-        else:
-            actions = rng.integers(batched.action_space.n, size=3)
-        (obs_a, rew_a, done_a, info_a), (obs_b, rew_b, done_b, info_b) = (
-            trials.step(actions) for trials in (batched, looped))
-        np.testing.assert_allclose(obs_a, obs_b, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(rew_a, rew_b, rtol=0, atol=1e-6)
-        assert np.array_equal(done_a, done_b)
-        for a, b in zip(info_a, info_b, strict=True):
-            assert a.keys() == b.keys()
-            assert a.get("trial_episode") == b.get("trial_episode")
-            assert a["TimeLimit.truncated"] == b["TimeLimit.truncated"]
-            if "terminal_observation" in a:
-                np.testing.assert_allclose(a["terminal_observation"], b["terminal_observation"],
-                                           atol=1e-6)
-        ends += sum("trial_episode" in info for info in info_a)
-    assert done_a.all() and ends >= (3 if name != "navigation2d" else steps + 2)
-    for a, b in zip(batched.pop_completed(), looped.pop_completed(), strict=True):
-        np.testing.assert_allclose(a.returns, b.returns, atol=1e-6)
-        assert a.total == pytest.approx(b.total)
-    assert batched.pop_completed() == [] == looped.pop_completed()
-
-
-@pytest.mark.parametrize("name", ["bandit-5", "navigation2d", "maze"])
-def test_trial_env_passes_gymnasiums_checker(name: str) -> None:
-    family = registry.get_family(name)
-    check_env(TrialEnv(family.make_env(), episodes=2), skip_render_check=True)
-
-
-def test_trial_switches_task_at_its_start() -> None:
-    family = registry.get_family("bandit-5")
-    first, second = family.test_tasks(2)
-    env = TrialEnv(family.make_env(first), episodes=1)
-    env.set_task(second)
-    env.reset(seed=0)
-    assert env.unwrapped.task == second
-    env.reset(seed=0, options={"task": first})
-    assert env.unwrapped.task == first
-    env.reset(seed=0)
-    assert env.unwrapped.task == first
 
 
 # --- memory across and between trials -------------------------------------------------------------
@@ -288,7 +157,7 @@ def test_watch_view_of_box_actions() -> None:
         ({"trial_episodes": 0}, "--trial-episodes must be >= 1"),
         ({"hidden_size": 0}, "--hidden-size must be >= 1"),
         ({"learning_rate": 0.0}, "--learning-rate must be > 0.0"),
-        ({"rollout": 1}, "unknown rl2 option key"),
+        ({"rollout": 1}, "unknown setting.s. rollout for algo 'rl2'"),
     ],
 )
 def test_bad_options_are_one_line_config_errors(options: dict, message: str) -> None:
@@ -301,12 +170,6 @@ def test_bad_flag_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["train", "--algo", "rl2", "--family", "bandit-5", "--out", str(tmp_path),
                  "--meta-batch-size", "2", "--minibatches", "4"]) == 2
     assert "--minibatches must be <= --meta-batch-size" in capsys.readouterr().err
-
-
-def test_adapt_names_the_hook_to_use() -> None:
-    learner = tiny()
-    with pytest.raises(NotImplementedError, match="recurrent memory"):
-        learner.adapt({}, None)  # type: ignore[arg-type]
 
 
 # --- learning ------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_init_std_sets_the_gaussian_policys_initial_spread(algo):
     config = TrainConfig(family="navigation2d", algo=algo, init_std=0.3, meta_batch_size=4,
                          episodes_per_task=2, hidden_sizes=(8,), device="cpu")
     learner = build_learner(config)
-    policy = learner.sampler.policy if algo == "maml" else learner.policy
+    policy = learner.policy if algo == "maml" else learner.model.policy
     std = policy.log_std.detach().exp()
     torch.testing.assert_close(std, torch.full_like(std, 0.3))
 

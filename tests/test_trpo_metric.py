@@ -14,8 +14,13 @@ import metarl.learn.surrogates
 from metarl.config import TrainConfig
 from metarl.learn.learner import Timer
 from metarl.learn.optim import conjugate_gradient
-from metarl.learn.surrogates import detach_distribution, distributions, mean_kl
-from metarl.policies.params import flat, unflat
+from metarl.learn.surrogates import (
+    detach_distribution,
+    distributions,
+    identity_jacobian_fisher,
+    mean_kl,
+)
+from metarl.policies.params import detach_params, flat, unflat
 from metarl.run.factory import build_learner
 
 
@@ -30,14 +35,14 @@ def test_exact_metric_matches_finite_differences(inner_steps, monkeypatch):
                          inner_lr=0.5, hidden_sizes=(16,), algo_options={"fvp_subsample": 1.0})
     learner = build_learner(config, torch.device("cpu"))
     tasks = learner.family.sample_tasks(3, np.random.default_rng(0))
-    data = learner.outer_data(learner.collect(tasks, Timer(learner.phases)))
+    rollouts = learner.collect(tasks, Timer(learner.phases))
+    outer, adapted = rollouts.after.batch, detach_params(rollouts.adapted)
     theta = list(learner.policy.parameters())
-    old = detach_distribution(distributions(learner.policy, data.adapted, data.outer.batch))
+    old = detach_distribution(distributions(learner.policy, adapted, outer))
 
     def kl_gradient() -> torch.Tensor:
-        adapted = learner.adapted_params(data.inner, create_graph=True)
-        kl = mean_kl(old, distributions(learner.policy, adapted, data.outer.batch),
-                     data.outer.batch)
+        replayed = learner.replay(rollouts.inner, create_graph=True)
+        kl = mean_kl(old, distributions(learner.policy, replayed, outer), outer)
         return flat(torch.autograd.grad(kl, theta))
 
     v = torch.randn(sum(p.numel() for p in theta), generator=torch.Generator().manual_seed(0))
@@ -54,8 +59,8 @@ def test_exact_metric_matches_finite_differences(inner_steps, monkeypatch):
         for p, p0 in zip(theta, start):
             p.copy_(p0)
     finite_difference = (shifted[0] - shifted[1]) / (2 * eps)
-    exact = learner.exact_fvp(data, theta)(v)
-    identity = learner.identity_fvp(data)(v)
+    exact = learner.outer.exact_fvp(rollouts)(v)
+    identity = identity_jacobian_fisher(learner.policy, outer, adapted)(v)
     assert relative_error(exact, finite_difference) < 0.02
     assert relative_error(identity, finite_difference) > 0.1
 

@@ -20,7 +20,7 @@ from PIL import Image
 from metarl import registry
 from metarl.cli import build_parser
 from metarl.config import ConfigError, TrainConfig
-from metarl.run.checkpoint import load_learner
+from metarl.run.directory import RunDirectory
 from metarl.run.factory import build_learner
 from metarl.run.training import train
 from metarl.tools.viewer import AdaptationView, Window, task_summary
@@ -51,7 +51,7 @@ def watch(*argv: str) -> None:
 
 
 def make_view(run_dir: Path, **kwargs: object) -> AdaptationView:
-    learner, _ = load_learner(run_dir, torch.device("cpu"))
+    learner = RunDirectory(run_dir).load(torch.device("cpu"))
     task = learner.family.test_tasks(1, seed=0)[0]
     options = {"adapt_steps": 1, "episodes": 4, "deterministic": True, **kwargs}
     return AdaptationView(learner, task, **options)
@@ -179,11 +179,11 @@ WINDOW_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import pygame, torch
     torch.set_num_threads(1)
-    from metarl.run.checkpoint import load_learner
+    from metarl.run.directory import RunDirectory
     from metarl.tools.viewer import AdaptationView, Window
 
     run_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
-    learner, _ = load_learner(run_dir, torch.device("cpu"))
+    learner = RunDirectory(run_dir).load(torch.device("cpu"))
     task = learner.family.test_tasks(1, seed=0)[0]
     view = AdaptationView(learner, task, adapt_steps=1, episodes=4)
     window = Window(view, 600, out)

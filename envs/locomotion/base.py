@@ -118,19 +118,11 @@ class LocomotionVectorEnv(ArrayVectorEnv):
     """The family's batched env; columns whose episode has terminated are no longer simulated
     (their steps are masked anyway), which matters for the ant, whose episodes end early."""
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        self._ended = np.zeros(self.num_envs, dtype=bool)
-        return super().reset(seed=seed, options=options)
-
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        self.state = {**self.state, "active": ~self._ended}
-        result = super().step(actions)
-        self._ended = result[2].copy()  # terminated stays set until the next reset
-        return result
+        self.state = {**self.state, "active": self.active}
+        return super().step(actions)
 
 
 class LocomotionEnv(ArrayEnv):

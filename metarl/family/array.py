@@ -198,7 +198,12 @@ class ArrayVectorEnv(BatchedEnv):
         self._rng = BatchRNG.from_seed(0, self.num_envs)
         self.state: State = {}
         self._done = np.zeros(self.num_envs, dtype=bool)
-        self._t = 0
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
+
+    @property
+    def active(self) -> np.ndarray:
+        """The columns whose episode is still running, ``[B]`` bool."""
+        return ~self._done
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -208,8 +213,15 @@ class ArrayVectorEnv(BatchedEnv):
         self._rng = BatchRNG.from_seed(seed, self.num_envs)
         self.state = self.family.initial_state(self.params, self._rng)
         self._done = np.zeros(self.num_envs, dtype=bool)
-        self._t = 0
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
         return _observation(self.family, self.state, self.params), {}
+
+    def reset_columns(self, columns: np.ndarray) -> np.ndarray:
+        fresh = self.family.initial_state(self.params, self._rng)
+        self.state = where_columns(~columns, self.state, fresh)
+        self._done = self._done & ~columns
+        self._steps[columns] = 0
+        return _observation(self.family, self.state, self.params)
 
     def step(
         self, actions: np.ndarray
@@ -223,7 +235,7 @@ class ArrayVectorEnv(BatchedEnv):
             reward = np.where(done, 0.0, reward)
         self.state = state
         self._done = done | terminated
-        self._t += 1
-        truncated = np.full(self.num_envs, self._t >= self.horizon) & ~self._done
+        self._steps += 1
+        truncated = (self._steps >= self.horizon) & ~self._done
         obs = _observation(self.family, state, self.params)
         return obs, np.asarray(reward, dtype=np.float64), self._done.copy(), truncated, {}

@@ -6,7 +6,10 @@ Shape convention: ``B = n_tasks * episodes_per_task`` columns, task-major (colum
 
 Semantics (autoreset disabled): a column that terminates stays terminated; later steps give it
 reward 0 and ``terminated=True``, and its observations are undefined (samplers mask them).
-``reset(seed=s)`` seeds column ``i`` like a single env reset with ``seed=s + i``.
+``reset(seed=s)`` seeds column ``i`` like a single env reset with ``seed=s + i``. Each column
+counts its own episode's steps and is truncated at the horizon. :meth:`BatchedEnv.reset_columns`
+starts a new episode in some columns only (their random streams continue): what a trial of
+several episodes of one task needs (:mod:`metarl.rollout.trials`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ class BatchedEnv(VectorEnv):
         self.single_action_space = action
         self.observation_space = batch_space(observation, n)
         self.action_space = batch_space(action, n)
+
+    def reset_columns(self, columns: np.ndarray) -> np.ndarray:
+        """Start a new episode in the columns where the boolean mask ``columns`` is set, each
+        continuing its own random stream, and return every column's observation (the others'
+        unchanged)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restart single columns")
 
 
 class SyncBatchedEnv(BatchedEnv):
@@ -80,6 +89,16 @@ class SyncBatchedEnv(BatchedEnv):
             self.single_observation_space, observations, self._observations
         )
         return self._observations.copy(), rewards, self._done.copy(), truncated, {}
+
+    def reset_columns(self, columns: np.ndarray) -> np.ndarray:
+        observations = list(self._observations)
+        for i in np.flatnonzero(columns):
+            observations[i], _ = self.envs[i].reset()
+            self._done[i] = False
+        self._observations = concatenate(
+            self.single_observation_space, observations, self._observations
+        )
+        return self._observations.copy()
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:

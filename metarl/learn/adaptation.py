@@ -11,6 +11,7 @@ acts as the learner does after ``k`` steps (what ``metarl watch`` plays, one pan
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,9 @@ class Actor(abc.ABC):
     """
 
     n_columns: int
+    remembers: bool = False
+    """Whether it adapts on what its actions earn (:meth:`feedback`): a learner that adapts in
+    memory."""
 
     @abc.abstractmethod
     def reset(self, seed: int) -> None:
@@ -77,9 +81,10 @@ class Adaptation(abc.ABC):
     returns: list[np.ndarray]
 
     @abc.abstractmethod
-    def actor(self, task: int) -> Actor:
-        """An actor with one column per block: column ``k`` acts as after ``k`` steps on task
-        ``task`` (an index into the tasks adapted to)."""
+    def actor(self, task: int, blocks: Sequence[int] | None = None) -> Actor:
+        """An actor with one column per block of ``blocks`` (default: every block): the
+        column of block ``k`` acts as after ``k`` steps on task ``task`` (an index into the
+        tasks adapted to)."""
 
 
 @dataclass
@@ -91,8 +96,9 @@ class ParamsAdaptation(Adaptation):
     policy: MLPPolicy
     device: torch.device
 
-    def actor(self, task: int) -> ParamsActor:
-        columns = [params_for(params, task) for params in self.params]
+    def actor(self, task: int, blocks: Sequence[int] | None = None) -> ParamsActor:
+        chosen = range(len(self.params)) if blocks is None else blocks
+        columns = [params_for(self.params[k], task) for k in chosen]
         return ParamsActor(
             self.policy, {key: torch.stack([c[key] for c in columns]) for key in columns[0]},
             self.device,

@@ -110,3 +110,4 @@ class Sampler:
             episodes_per_task=episodes_per_task,
             tasks=tuple(tasks),
         )
+

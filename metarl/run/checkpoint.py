@@ -1,8 +1,9 @@
 """Checkpoints: weights-only files that rebuild a learner.
 
-``checkpoint.pt`` holds the iteration, the config and the learner's state (tensors, numbers,
-strings and containers only). It loads with ``weights_only=True``, so a run directory from
-elsewhere cannot execute code.
+A checkpoint (a run's ``checkpoint.pt``, or a file ``metarl.MetaLearner.save`` wrote) holds
+the iteration, the resolved config and the learner's state (tensors, numbers, strings and
+containers only). It loads with ``weights_only=True``, so a file from elsewhere cannot execute
+code.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ from typing import Any
 import torch
 
 from metarl.config import ConfigError, TrainConfig, from_dict
-from metarl.learn.learner import MetaLearner
+from metarl.learn.learner import Learner
 from metarl.run.factory import build_learner
-from metarl.run.rundir import CHECKPOINT, RunDirectoryError, atomic_write
+from metarl.run.rundir import RunDirectoryError, atomic_write
+from metarl.run.settings import resolve_settings
 
 FORMAT = "metarl-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(
-    run_dir: Path, learner: MetaLearner, iteration: int, metrics_columns: list[str] | None = None
+    path: Path, learner: Learner, iteration: int, metrics_columns: list[str] | None = None
 ) -> None:
-    """Replace ``run_dir/checkpoint.pt`` atomically with the learner after ``iteration``;
+    """Replace the checkpoint file ``path`` atomically with the learner after ``iteration``;
     ``metrics_columns`` (the header of the run's metrics log) let a resume check the log."""
     state = {
         "format": FORMAT,
@@ -38,18 +40,15 @@ def save_checkpoint(
     }
     buffer = io.BytesIO()  # serialised first: a full disk then fails as an OSError, by name
     torch.save(state, buffer)
-    atomic_write(run_dir / CHECKPOINT, lambda handle: handle.write(buffer.getvalue()),
-                 binary=True)
+    atomic_write(Path(path), lambda handle: handle.write(buffer.getvalue()), binary=True)
 
 
-def read_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The checkpoint's contents, checked against its schema; loads tensors and plain data
-    only, and never imports anything the file names."""
-    path = Path(run_dir) / CHECKPOINT
-    if not Path(run_dir).is_dir():
-        raise RunDirectoryError(f"run directory {str(run_dir)!r} does not exist")
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint file's contents, checked against its schema; loads tensors and plain
+    data only, and never imports anything the file names."""
+    path = Path(path)
     if not path.is_file():
-        raise RunDirectoryError(f"no checkpoint in {str(run_dir)!r} (expected {CHECKPOINT})")
+        raise RunDirectoryError(f"no checkpoint file {str(path)!r}")
     if path.stat().st_size == 0:
         raise RunDirectoryError(f"checkpoint {str(path)!r} is empty (0 bytes); the run cannot "
                                 "be loaded")
@@ -91,32 +90,45 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
 
 
 def saved_config(state: dict[str, Any]) -> TrainConfig:
-    """The training config of a checkpoint read with :func:`read_checkpoint`."""
-    return from_dict(TrainConfig, state["config"], what="checkpoint config")
+    """The training config of a checkpoint read with :func:`read_checkpoint`, every setting
+    resolved (a checkpoint saved before learner options were recorded in full gets today's
+    defaults for the ones it lacks)."""
+    return resolve_settings(from_dict(TrainConfig, state["config"],
+                                      what="checkpoint config").to_json())
 
 
-def load_learner(run_dir: Path, device: torch.device) -> tuple[MetaLearner, int]:
-    """Rebuild the learner saved in ``run_dir``; returns it and the iterations completed.
-
-    The family and learner are looked up by their registered names only."""
-    state = read_checkpoint(run_dir)
+def learner_from_state(state: dict[str, Any], device: torch.device, where: str) -> Learner:
+    """Rebuild the learner a checkpoint ``state`` holds (read from ``where``, named in
+    errors); the family and learner are looked up by their registered names only."""
     config = saved_config(state)
     try:
         learner = build_learner(config, device)
     except ConfigError as error:
-        raise RunDirectoryError(f"the run in {str(run_dir)!r} cannot be rebuilt: {error}") \
-            from None
+        raise RunDirectoryError(f"the run in {where!r} cannot be rebuilt: {error}") from None
     try:
         learner.load_state_dict(state["learner"])
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
         reason = " ".join(str(error).split())[:160]
         raise RunDirectoryError(
-            f"checkpoint in {str(run_dir)!r} does not fit {config.algo} on {config.family}: "
-            f"{reason}"
+            f"checkpoint in {where!r} does not fit {config.algo} on {config.family}: {reason}"
         ) from None
-    bad = [name for name, value in learner.policy.state_dict().items()
-           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    bad = sorted(non_finite_tensors(learner.state_dict()))
     if bad:
-        raise RunDirectoryError(f"checkpoint in {str(run_dir)!r} holds non-finite policy "
-                                f"weights ({', '.join(bad)}); resume from an earlier copy")
-    return learner, int(state["iteration"])
+        raise RunDirectoryError(f"checkpoint in {where!r} holds non-finite weights "
+                                f"({', '.join(bad[:5])}); resume from an earlier copy")
+    return learner
+
+
+def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """The names of the floating-point tensors in a (nested) state that hold NaN or inf."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return [] if finite else [prefix or "tensor"]
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, list | tuple):
+        items = enumerate(state)
+    else:
+        return []
+    return [name for key, value in items
+            for name in non_finite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]

@@ -3,7 +3,7 @@
 For every test task at once, block after block of ``episodes`` episodes: the learner plays a
 block, its mean return is recorded, and the learner adapts on it (gradient learners: sample
 with the current parameters, then adapt them; RL^2: the next episodes of one trial, see
-:meth:`metarl.learn.learner.MetaLearner.adaptation`). Entry ``k`` of the result is the mean
+:meth:`metarl.learn.learner.Learner.adaptation`). Entry ``k`` of the result is the mean
 over tasks of the return of block ``k`` (after ``k`` adaptation steps, ``k * episodes``
 episodes of the task), with a 95% Student-t interval across tasks.
 """
@@ -18,11 +18,17 @@ from typing import Any
 import numpy as np
 
 from metarl.learn.adaptation import Adaptation
-from metarl.learn.learner import MetaLearner
+from metarl.learn.learner import Learner
 
 
 @dataclass
 class EvaluationResult:
+    """Returns after each adaptation step on held-out tasks: the mean over tasks with a 95%
+    Student-t interval, and the per-task picture (quartiles, the share of tasks that improved
+    on their return before adaptation, the paired gain over it), so that adaptation that is
+    all-or-nothing per task is visible, not averaged away. Lists are indexed by step ``k``
+    (0 = before adaptation)."""
+
     family: str
     algo: str
     split: str
@@ -32,6 +38,14 @@ class EvaluationResult:
     mean_return: list[float]
     ci95_low: list[float]
     ci95_high: list[float]
+    quartiles: list[list[float]]
+    """[25th percentile, median, 75th percentile] of the tasks' returns, per step."""
+    share_improved: list[float | None]
+    """Share of tasks whose return after k steps beats their return before (None at k = 0)."""
+    gain: list[float]
+    """Mean over tasks of the return after k steps minus the return before (paired)."""
+    gain_ci95_low: list[float]
+    gain_ci95_high: list[float]
     task_returns: list[list[float]]  # [adapt step][task]
     seed: int
     wall_seconds: float
@@ -45,18 +59,26 @@ class EvaluationResult:
         episodes: int, seed: int, wall_seconds: float,
     ) -> EvaluationResult:
         """Summarise per-task returns (one array per adaptation step, 0 first)."""
-        intervals = [confidence_interval(np.asarray(r)) for r in returns]
+        per_step = [np.asarray(r, dtype=np.float64) for r in returns]
+        intervals = [confidence_interval(r) for r in per_step]
+        gains = [r - per_step[0] for r in per_step]
+        gain_intervals = [confidence_interval(g) for g in gains]
         return cls(
             family=family,
             algo=algo,
             split=split,
-            test_tasks=len(returns[0]),
+            test_tasks=len(per_step[0]),
             episodes_per_step=episodes,
-            adapt_steps=list(range(len(returns))),
-            mean_return=[float(np.mean(r)) for r in returns],
+            adapt_steps=list(range(len(per_step))),
+            mean_return=[float(np.mean(r)) for r in per_step],
             ci95_low=[low for low, _ in intervals],
             ci95_high=[high for _, high in intervals],
-            task_returns=[np.asarray(r, dtype=np.float64).tolist() for r in returns],
+            quartiles=[[float(q) for q in np.percentile(r, [25, 50, 75])] for r in per_step],
+            share_improved=[None] + [float(np.mean(r > per_step[0])) for r in per_step[1:]],
+            gain=[float(np.mean(g)) for g in gains],
+            gain_ci95_low=[low for low, _ in gain_intervals],
+            gain_ci95_high=[high for _, high in gain_intervals],
+            task_returns=[r.tolist() for r in per_step],
             seed=seed,
             wall_seconds=wall_seconds,
         )
@@ -75,9 +97,9 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 
 def adaptation_trajectory(
-    learner: MetaLearner, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+    learner: Learner, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
 ) -> Adaptation:
-    """The learner's adaptation to every one of ``tasks`` (:meth:`MetaLearner.adaptation`):
+    """The learner's adaptation to every one of ``tasks`` (:meth:`Learner.adaptation`):
     ``adapt_steps + 1`` blocks of ``episodes`` episodes per task, seeded by ``seed``, the
     learner's training state left untouched."""
     if adapt_steps < 0 or episodes < 1 or not tasks:
@@ -89,7 +111,7 @@ def adaptation_trajectory(
 
 
 def evaluate(
-    learner: MetaLearner,
+    learner: Learner,
     tasks: Sequence[Any],
     adapt_steps: int,
     episodes: int,
@@ -106,17 +128,24 @@ def evaluate(
 
 
 def format_table(result: EvaluationResult) -> str:
-    """A Markdown table: mean return and 95% interval after each adaptation step."""
+    """A Markdown table: per adaptation step, the mean return with its 95% interval, the
+    median and quartiles over tasks, the share of tasks that improved on their return before
+    adaptation and the mean paired gain over it with its 95% interval."""
     lines = [
         f"{result.algo} on {result.family} ({result.split}, {result.test_tasks} tasks, "
         f"{result.episodes_per_step} episodes per step)",
         "",
-        "| adaptation steps | mean return | 95% CI |",
-        "|---:|---:|:---:|",
+        "| adaptation steps | mean return | 95% CI | median [quartiles] | tasks improved "
+        "| gain over k = 0 [95% CI] |",
+        "|---:|---:|:---:|---:|---:|---:|",
     ]
-    for k, mean, low, high in zip(
-        result.adapt_steps, result.mean_return, result.ci95_low, result.ci95_high
-    ):
-        lines.append(f"| {k} | {mean:.2f} | [{low:.2f}, {high:.2f}] |")
+    for k in result.adapt_steps:
+        low, median, high = result.quartiles[k]
+        share = result.share_improved[k]
+        gain = (f"{result.gain[k]:+.2f} [{result.gain_ci95_low[k]:+.2f}, "
+                f"{result.gain_ci95_high[k]:+.2f}]" if k else "")
+        lines.append(
+            f"| {k} | {result.mean_return[k]:.2f} | [{result.ci95_low[k]:.2f}, "
+            f"{result.ci95_high[k]:.2f}] | {median:.2f} [{low:.2f}, {high:.2f}] | "
+            f"{'' if share is None else f'{100 * share:.0f}%'} | {gain} |")
     return "\n".join(lines)
-

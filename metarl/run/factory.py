@@ -1,16 +1,13 @@
-"""Building a learner from a config: the family and algorithm looked up by name, the device,
-the policy, and the sampler backend (this is the only place that picks one)."""
+"""Building a learner from a resolved config: the family and learner looked up by name, the
+device, and a seeded random stream for the learner's initial weights."""
 
 from __future__ import annotations
 
 import torch
 
 from metarl.config import ConfigError, TrainConfig
-from metarl.family.base import TaskFamily
-from metarl.learn.learner import MetaLearner
-from metarl.policies.mlp import MLPPolicy, make_policy
+from metarl.learn.learner import Learner
 from metarl.registry import get_family, get_learner
-from metarl.rollout.sampler import Sampler
 
 
 def resolve_device(name: str) -> torch.device:
@@ -22,23 +19,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_sampler(
-    config: TrainConfig, family: TaskFamily, policy: MLPPolicy, device: torch.device
-) -> Sampler:
-    """The sampler backend the config names (the Ray one is imported only when asked for)."""
-    if config.backend == "ray":
-        try:
-            from metarl.rollout.ray_sampler import RaySampler
-        except ImportError as error:
-            raise ConfigError(
-                f"--backend ray needs Ray ({error}); install it with: pip install -e '.[ray]'"
-            ) from None
-        return RaySampler(family, policy, device, config.num_workers, config.ray_address,
-                          seed=config.seed)
-    return Sampler(family, policy, device, seed=config.seed)
-
-
-def build_learner(config: TrainConfig, device: torch.device | None = None) -> MetaLearner:
+def build_learner(config: TrainConfig, device: torch.device | None = None) -> Learner:
     """The learner ``config`` describes, on ``device`` (default: the config's).
 
     Its initial weights (policy, and any model of the learner's own) are drawn from a stream
@@ -50,9 +31,4 @@ def build_learner(config: TrainConfig, device: torch.device | None = None) -> Me
     device = resolve_device(config.device) if device is None else device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        policy = make_policy(
-            family.observation_space, family.action_space, config.hidden_sizes,
-            config.activation, config.init_std, config.init_output_scale,
-        ).to(device)
-        sampler = make_sampler(config, family, policy, device)
-        return learner_class(family, config, sampler)
+        return learner_class(family, config, device)

@@ -1,18 +1,21 @@
-"""The training loop: meta-iterations, the metrics log, checkpoints, resume, progress."""
+"""The training loop: a learner's updates one after another, with progress; and the managed
+run directory around it (metrics log, checkpoints, resume, TensorBoard)."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 
-from metarl.config import TrainConfig, from_dict
-from metarl.learn.learner import MetaLearner
-from metarl.run.checkpoint import load_learner, read_checkpoint, save_checkpoint, saved_config
+from metarl.config import TrainConfig
+from metarl.learn.learner import Learner
+from metarl.run.checkpoint import save_checkpoint
+from metarl.run.directory import RunDirectory
 from metarl.run.factory import build_learner, resolve_device
 from metarl.run.rundir import (
     CHECKPOINT,
@@ -27,58 +30,96 @@ from metarl.run.rundir import (
     truncate_metrics,
     write_json,
 )
+from metarl.run.settings import resolve_settings, resumed_settings
 from metarl.run.tensorboard import TensorBoardLog
 
-CHANGEABLE_ON_RESUME = ("iterations", "device")
-"""The settings a resumed run may change (raising its target, moving it to another device)."""
+Row = dict[str, float]
 
 
-def resume_config(run_dir: str | Path, changes: dict[str, Any]) -> TrainConfig:
-    """The saved config of the run in ``run_dir`` with ``changes`` (the flags given with
-    ``--resume``) applied; :func:`train` refuses changes other than raising the target or
-    moving the device."""
-    saved = saved_config(read_checkpoint(Path(run_dir))).to_json()
-    options = {**saved["algo_options"], **changes.get("algo_options", {})}
-    return from_dict(TrainConfig, {**saved, **changes, "algo_options": options})
+def run_iterations(
+    learner: Learner, start: int, stop: int, on_row: Callable[[Row], bool | None],
+    log: TextIO | None, destination: str = "",
+) -> int:
+    """Train ``learner`` from iteration ``start`` to ``stop``: each iteration draws
+    ``meta_batch_size`` training tasks from the learner's generator and takes one update.
+    Each iteration's row (``iteration``, the learner's metrics, ``iteration_seconds``) goes to
+    ``on_row``, which may return False to stop early. Returns the iterations done in all.
+    Progress goes to ``log`` (a bar on a terminal, else a line per iteration, with the time
+    left; nothing with None). Non-finite metrics stop training with a
+    :class:`FloatingPointError` before their row is passed on."""
+    config = learner.config
+    progress = Progress(log, start, stop)
+    progress.say(f"training {config.algo} on {config.family} ({learner.device}), iterations "
+                 f"{start + 1}..{stop}{destination}")
+    done = start
+    try:
+        for iteration in range(start, stop):
+            began = time.perf_counter()
+            metrics = learner.step(learner.family.sample_tasks(config.meta_batch_size,
+                                                               learner.rng))
+            seconds = time.perf_counter() - began
+            _check_finite(metrics, iteration)
+            row = {"iteration": iteration + 1, **metrics, "iteration_seconds": seconds}
+            keep_going = on_row(row)
+            done = iteration + 1
+            progress.update(done, metrics["return_before"], metrics["return_after"])
+            if keep_going is False:
+                break
+    finally:
+        progress.close()
+    return done
 
 
 def train(
-    config: TrainConfig,
+    settings: TrainConfig | Mapping[str, Any],
     out_dir: str | Path,
     resume: bool = False,
     log: TextIO | None | str = "stdout",
     tensorboard: bool = False,
-) -> MetaLearner:
-    """Meta-train as ``config`` says, writing the run directory ``out_dir``.
+) -> Learner:
+    """Train as ``settings`` say, writing the run directory ``out_dir``.
 
     A new run saves its untrained learner first (iteration 0; ``iterations=0`` stops there, to
-    evaluate it). With ``resume`` an existing run continues from its checkpoint to
-    ``config.iterations``; ``config`` must otherwise be the saved one (see
-    :func:`resume_config`). Every iteration appends a row to ``metrics.csv`` and then replaces
-    ``checkpoint.pt``; Ctrl-C therefore loses at most the iteration in flight, and a resumed
-    run repeats it exactly. The directory is locked while training. Progress goes to ``log``
-    (standard output by default, nothing with None): a bar on a terminal, else a line per
-    iteration, with the time left; with ``tensorboard``, every metric also goes to
-    TensorBoard event files in ``RUN/tensorboard``.
+    evaluate it). With ``resume`` an existing run continues from its checkpoint to the
+    ``iterations`` setting; the other settings must be the saved ones
+    (:func:`metarl.run.settings.resumed_settings`), so ``settings`` may also be just the
+    settings given on resuming (a mapping). Every iteration appends a row to ``metrics.csv``
+    and then replaces ``checkpoint.pt``; Ctrl-C therefore loses at most the iteration in
+    flight, and a resumed run repeats it exactly. The directory is locked while training.
+    Progress goes to ``log`` (standard output by default, nothing with None); with
+    ``tensorboard``, every metric also goes to TensorBoard event files in ``RUN/tensorboard``.
     """
     log = sys.stdout if log == "stdout" else log
     run_dir = Path(out_dir)
     check_output_dir(run_dir, "--out")
-    device = resolve_device(config.device)
     if tensorboard:
         TensorBoardLog.check_available()
     created = not run_dir.exists()
     with locked(run_dir):
         remove_stale_temporaries(run_dir)
         try:
-            learner, start = _start(config, run_dir, resume, device)
+            learner, start = _start(settings, run_dir, resume)
         except BaseException:
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         board = TensorBoardLog(run_dir, first_step=start + 1) if tensorboard else None
+
+        def record(row: Row) -> None:
+            append_metrics(run_dir / METRICS, row)
+            save_checkpoint(run_dir / CHECKPOINT, learner, int(row["iteration"]), list(row))
+            if board is not None:
+                board.metrics(row)
+
         try:
-            _loop(learner, run_dir, start, log, board)
+            run_iterations(learner, start, learner.config.iterations, record, log,
+                           f" -> {run_dir}")
+        except KeyboardInterrupt:
+            if log is not None:
+                done = RunDirectory(run_dir).iteration
+                print(f"interrupted; {done} iterations saved in {run_dir}. Continue with: "
+                      f"metarl train --out {run_dir} --resume", file=log, flush=True)
+            raise
         finally:
             if board is not None:
                 board.close()
@@ -86,75 +127,43 @@ def train(
 
 
 def _start(
-    config: TrainConfig, run_dir: Path, resume: bool, device: torch.device
-) -> tuple[MetaLearner, int]:
+    settings: TrainConfig | Mapping[str, Any], run_dir: Path, resume: bool
+) -> tuple[Learner, int]:
     """The learner to train and the iterations it has done: loaded and checked against its
-    log (resume), or new and saved as iteration 0."""
-    if not (run_dir / CHECKPOINT).exists():
-        for leftover in (METRICS, CONFIG):
-            if (run_dir / leftover).exists():
-                raise RunDirectoryError(
-                    f"{str(run_dir)!r} holds a {leftover} but no {CHECKPOINT}; it is not a "
-                    "run metarl can continue: choose another --out"
-                )
-        learner = build_learner(config, device)
+    log (resume), or new and saved as iteration 0. A folder that holds only the
+    ``config.json`` of a run killed before its first checkpoint is started afresh."""
+    run = RunDirectory(run_dir)
+    if not run.has_checkpoint:
+        metrics = run_dir / METRICS
+        if metrics.exists() and metrics.stat().st_size > 0:
+            raise RunDirectoryError(
+                f"{str(run_dir)!r} holds a {METRICS} but no {CHECKPOINT}; it is not a "
+                "run metarl can continue: choose another --out"
+            )
+        config = settings if isinstance(settings, TrainConfig) else resolve_settings(settings)
+        learner = build_learner(config, resolve_device(config.device))
         write_json(run_dir / CONFIG, config.to_json())
-        save_checkpoint(run_dir, learner, 0)
+        save_checkpoint(run_dir / CHECKPOINT, learner, 0)
         return learner, 0
     if not resume:
         raise RunDirectoryError(
             f"{str(run_dir)!r} already holds a run; pass --resume to continue it or "
             "choose another --out"
         )
-    saved = saved_config(read_checkpoint(run_dir))
-    changed = [key for key, value in config.to_json().items()
-               if key not in CHANGEABLE_ON_RESUME and value != saved.to_json()[key]]
-    if changed:
-        flags = ", ".join(f"--{key.replace('_', '-')} {config.to_json()[key]!r} (the run has "
-                          f"{saved.to_json()[key]!r})" for key in changed)
-        raise RunDirectoryError(f"a resumed run keeps its settings, but {flags}; drop the "
-                                "flag or start a new run with another --out")
-    state = read_checkpoint(run_dir)
-    check_metrics_header(run_dir / METRICS, state["metrics_columns"])
-    learner, start = load_learner(run_dir, device)
+    changes = settings.to_json() if isinstance(settings, TrainConfig) else settings
+    config = resumed_settings(run.config, changes)
+    check_metrics_header(run_dir / METRICS, run.state["metrics_columns"])
+    learner = run.load(resolve_device(config.device))
+    start = run.iteration
     if config.iterations < start:
         raise RunDirectoryError(
             f"--iterations {config.iterations} is below the {start} iterations the run in "
             f"{str(run_dir)!r} has done; a resumed run can only go further"
         )
-    learner.config = from_dict(TrainConfig, {**saved.to_json(), "iterations": config.iterations,
-                                             "device": config.device})
+    learner.config = config
     truncate_metrics(run_dir / METRICS, start)
-    write_json(run_dir / CONFIG, learner.config.to_json())
+    write_json(run_dir / CONFIG, config.to_json())
     return learner, start
-
-
-def _loop(
-    learner: MetaLearner, run_dir: Path, start: int, log: TextIO | None,
-    board: TensorBoardLog | None,
-) -> None:
-    config = learner.config
-    progress = Progress(log, start, config.iterations)
-    progress.say(f"training {config.algo} on {config.family} ({learner.device}), iterations "
-                 f"{start + 1}..{config.iterations} -> {run_dir}")
-    for iteration in range(start, config.iterations):
-        try:
-            began = time.perf_counter()
-            metrics = learner.step(learner.family.sample_tasks(config.meta_batch_size, learner.rng))
-            seconds = time.perf_counter() - began
-        except KeyboardInterrupt:
-            progress.close()
-            progress.say(f"interrupted; {iteration} iterations saved in {run_dir}. "
-                         f"Continue with: metarl train --out {run_dir} --resume")
-            raise
-        _check_finite(metrics, iteration)
-        row = {"iteration": iteration + 1, **metrics, "iteration_seconds": seconds}
-        append_metrics(run_dir / METRICS, row)
-        save_checkpoint(run_dir, learner, iteration + 1, list(row))
-        if board is not None:
-            board.metrics(row)
-        progress.update(iteration + 1, metrics["return_before"], metrics["return_after"])
-    progress.close()
 
 
 class Progress:

@@ -22,16 +22,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metarl.config import TrainConfig
 from metarl.family.base import TaskFamily
 from metarl.family.vector import BatchedEnv
-from metarl.learn.learner import MetaLearner
+from metarl.learn.gradient import GradientLearner
+from metarl.learn.learner import Learner
 from metarl.policies.mlp import make_policy
 from metarl.policies.params import Params, detach_params, per_task
 from metarl.process import set_threads
 from metarl.registry import get_family
 from metarl.rollout.sampler import Sampler
 from metarl.run.factory import build_learner, resolve_device
+from metarl.run.settings import resolve_settings
 
 SCALING_SIZES = ((20, 20), (50, 20), (100, 20), (200, 50))
 """(tasks, episodes per task) for the sampler's scaling table."""
@@ -58,7 +59,7 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
 
 
 def sampler_throughput(
-    learner: MetaLearner, n_tasks: int, episodes: int, repeats: int
+    learner: GradientLearner, n_tasks: int, episodes: int, repeats: int
 ) -> dict[str, float]:
     """Environment steps per second of the sampler with shared and with per-task parameters.
 
@@ -124,8 +125,10 @@ def batched_vs_sync(
     }
 
 
-def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, float]:
-    """Median seconds per meta-iteration and its split into sampling / inner / outer."""
+def meta_iteration_seconds(learner: Learner, repeats: int) -> dict[str, float]:
+    """Median seconds per training iteration, its split into the learner's phases, and the
+    training env steps per second (the iteration's real env steps over its whole time,
+    updates included)."""
     records = []
     learner.step(learner.family.sample_tasks(learner.config.meta_batch_size, learner.rng))
     for _ in range(repeats):
@@ -137,6 +140,8 @@ def meta_iteration_seconds(learner: MetaLearner, repeats: int) -> dict[str, floa
     keys = sorted(key for key in records[0] if key.endswith("_seconds"))
     result = {"seconds_per_iteration": statistics.median(r["total"] for r in records)}
     result.update({key: statistics.median(r[key] for r in records) for key in keys})
+    result["training_env_steps_per_second"] = statistics.median(
+        r["env_steps"] / r["total"] for r in records)
     return result
 
 
@@ -179,10 +184,10 @@ def inner_steps_scaling(
     return rows
 
 
-def _learner(family: str, algo: str, device: str, algo_options: dict[str, Any],
-             **sizes: int) -> MetaLearner:
-    config = TrainConfig(family=family, algo=algo, device=device, algo_options=algo_options,
-                         **sizes)
+def _learner(family: str, algo: str, device: str, settings: dict[str, Any],
+             **sizes: int) -> Learner:
+    config = resolve_settings({"family": family, "algo": algo, "device": device}, settings,
+                              sizes)
     return build_learner(config, resolve_device(device))
 
 
@@ -217,13 +222,14 @@ def run_bench(
     }
     if learner.device.type == "cuda":
         result["cuda_peak_memory_mib"] = torch.cuda.max_memory_allocated(learner.device) / 2**20
-    sampler = sampler_throughput(learner, config.meta_batch_size, config.episodes_per_task,
-                                 repeats)
-    result["env_steps_per_second"] = sampler["env_steps_per_second"]
-    result["env_steps_per_second_per_task_params"] = sampler[
-        "env_steps_per_second_per_task_params"
-    ]
-    if scaling:
+    if isinstance(learner, GradientLearner):
+        sampler = sampler_throughput(learner, config.meta_batch_size,
+                                     config.episodes_per_task, repeats)
+        result["env_steps_per_second"] = sampler["env_steps_per_second"]
+        result["env_steps_per_second_per_task_params"] = sampler[
+            "env_steps_per_second_per_task_params"
+        ]
+    if scaling and isinstance(learner, GradientLearner):
         result["sampler_scaling"] = [
             sampler_throughput(learner, tasks, episodes, max(1, repeats // 2))
             for tasks, episodes in tqdm(SCALING_SIZES, desc="sampler scaling", leave=False)
@@ -240,7 +246,7 @@ def run_bench(
         )
     result["families"] = {
         name: {
-            **sampler_throughput(_learner(name, algo, device, options), config.meta_batch_size,
+            **sampler_throughput(_gradient_learner(name, device), config.meta_batch_size,
                                  config.episodes_per_task, repeats),
             "batched_vs_sync": batched_vs_sync(get_family(name), config.meta_batch_size,
                                                config.episodes_per_task, repeats),
@@ -248,6 +254,13 @@ def run_bench(
         for name in tqdm(families, desc="families", leave=False)
     }
     return result
+
+
+def _gradient_learner(family: str, device: str) -> GradientLearner:
+    """A MAML learner on ``family``: its sampler, for the family's sampler figures."""
+    learner = _learner(family, "maml", device, {})
+    assert isinstance(learner, GradientLearner)
+    return learner
 
 
 class CostlyFamily:

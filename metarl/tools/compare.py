@@ -1,23 +1,27 @@
-"""Side-by-side comparison of meta-learners and baselines on the same held-out tasks.
+"""Side-by-side comparison of learners on the same held-out tasks.
 
-``compare`` evaluates every learner on one ``family.test_tasks(n, seed, split)`` split: meta-
-learners from their run directories (or trained here with a stated budget) through
-:func:`metarl.run.evaluation.evaluate`, baselines through :mod:`metarl.tools.baselines`. It writes
-``results.json`` (per learner the ``evaluate --json`` schema, per-task returns and its setup),
-``results.md`` (a Markdown table) and ``adaptation.png`` (return vs adaptation step with 95%
-bands). Intervals are Student-t across tasks
+``compare`` evaluates every learner of ``--algos`` (meta-learners and baselines alike: every
+registered learner) on one ``family.test_tasks(n, seed, split)`` split, through one path:
+the learner comes from its run directory (``--run ALGO=DIR``), or is trained here into
+``OUT/runs/ALGO`` (resumed if a killed ``compare`` left it there), or, for a learner with
+nothing to learn before the test tasks (``random``, ``ppo-scratch``), is built untrained; then
+:func:`metarl.run.evaluation.evaluate` measures it. It writes ``results.json`` (per learner
+the ``evaluate --json`` schema, per-task returns and its setup), ``results.md`` (a Markdown
+table with the per-task picture) and ``adaptation.png`` (return vs adaptation step with 95%
+bands, and the share of tasks improved). Intervals are Student-t across tasks
 (:func:`metarl.run.evaluation.confidence_interval`).
 
-Each learner's row also states what its training cost, so that the comparison is fair on both
-axes: the real environment steps it sampled before the test tasks (meta-training, or
-ppo-finetune's pretraining; none for ppo-scratch and random) and the wall time that took. A
-meta-learner's figures are read from its run's ``metrics.csv`` (the ``env_steps`` and
-``iteration_seconds`` columns, summed over its iterations, resumed runs included).
+Each row also states what the learner's training cost, so that the comparison is fair on
+both axes: the real environment steps it sampled before the test tasks and the wall time
+that took, read from its run's ``metrics.csv``. Learners trained to an env-step budget rather
+than a number of iterations (``ppo-finetune``: :attr:`Learner.steps_per_iteration`) get
+``--pretrain-steps``, by default the most env steps any compared meta-learner sampled.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,19 +31,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from metarl import registry
-from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
-from metarl.run.checkpoint import load_learner, read_checkpoint, saved_config
+from metarl.config import ConfigError, EvaluationConfig, TrainConfig
+from metarl.learn.learner import Learner
+from metarl.run.directory import RunDirectory
 from metarl.run.evaluation import evaluate
-from metarl.run.factory import resolve_device
-from metarl.run.rundir import (
-    CHECKPOINT,
-    RunDirectoryError,
-    check_output_dir,
-    read_metrics,
-    write_set,
-)
+from metarl.run.factory import build_learner, resolve_device
+from metarl.run.rundir import RunDirectoryError, check_output_dir, locked, write_set
+from metarl.run.settings import resolve_settings
 from metarl.run.training import train
-from metarl.tools.baselines import BASELINES, meta_training_steps, run_baseline
 from metarl.tools.plot import adaptation_figure, save_png
 
 RESULTS_JSON = "results.json"
@@ -49,19 +48,9 @@ RUNS = "runs"
 
 
 @dataclass(frozen=True)
-class _MetaRun:
-    """A meta-learner to evaluate: an existing run, or one to train into ``run_dir``."""
-
-    run_dir: Path
-    config: TrainConfig
-    iterations: int
-    trained_here: bool
-
-
-@dataclass(frozen=True)
 class Entry:
-    """One row of a comparison: a learner or baseline, with the real episodes it adapts on
-    per step (``NAME@E`` in ``--algos``; the evaluation's episodes otherwise)."""
+    """One row of a comparison: a learner, with the real episodes it adapts on per step
+    (``NAME@E`` in ``--algos``; the evaluation's episodes otherwise)."""
 
     label: str
     algo: str
@@ -83,6 +72,21 @@ def parse_entries(algos: Sequence[str], episodes: int) -> list[Entry]:
     return entries
 
 
+@dataclass
+class Source:
+    """Where a compared learner comes from: a run directory to load, one to train into
+    (``iterations``), or none (built untrained)."""
+
+    algo: str
+    config: TrainConfig
+    run_dir: Path | None
+    train_here: bool
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if registry.get_learner(self.algo).baseline else "meta-learner"
+
+
 def compare(
     family: str,
     algos: Sequence[str],
@@ -96,161 +100,150 @@ def compare(
 ) -> dict[str, Any]:
     """Evaluate ``algos`` on the same held-out tasks and write the results into ``out_dir``.
 
-    An entry of ``algos`` is a learner or baseline name, or ``NAME@E`` to adapt on ``E``
-    real episodes per step instead of ``evaluation.episodes`` (the same learner may appear
-    with several budgets). Meta-learners named in ``runs`` are loaded from their run
-    directories; the others are trained here for ``train_iterations`` (with
-    ``train_options``, any :class:`TrainConfig` fields; ``evaluation.seed`` is their seed)
-    into ``out_dir/runs/ALGO``. ``pretrain_steps``
-    is ppo-finetune's pretraining budget; by default the environment steps the compared
-    meta-learners' training sampled. Every input is checked before any work starts. Returns
-    the ``results.json`` data.
+    An entry of ``algos`` is a learner's name, or ``NAME@E`` to adapt on ``E`` real episodes
+    per step instead of ``evaluation.episodes`` (the same learner may appear with several
+    budgets). Learners named in ``runs`` are loaded from their run directories; the others
+    are trained here for ``train_iterations`` (with ``train_options``, any training
+    settings; ``evaluation.seed`` is their seed) into ``out_dir/runs/ALGO``, or built
+    untrained where they learn nothing before the test tasks. ``pretrain_steps`` is the
+    env-step budget of learners trained by env steps (see the module docstring). Every input
+    is checked before any work starts. Returns the ``results.json`` data.
     """
     out = Path(out_dir)
     check_output_dir(out, "--out")
     task_family = registry.get_family(family)
-    test_tasks, adapt_steps, episodes = (evaluation.test_tasks, evaluation.adapt_steps,
-                                         evaluation.episodes)
-    split, seed = evaluation.split, evaluation.seed
     if train_iterations < 1:
         raise ConfigError(f"--train-iterations must be >= 1, got {train_iterations}")
     if pretrain_steps is not None and pretrain_steps < 1:
         raise ConfigError(f"--pretrain-steps must be >= 1, got {pretrain_steps}")
-    task_family.check_split(split)
-    entries = parse_entries(algos, episodes)
+    task_family.check_split(evaluation.split)
+    entries = parse_entries(algos, evaluation.episodes)
     names = list(dict.fromkeys(entry.algo for entry in entries))
-    meta_runs = _plan_meta_runs(family, names, out, dict(runs or {}), train_iterations,
-                                dict(train_options or {}), seed, device)
-    horizon = task_family.max_episode_steps
-    planned = [meta_training_steps(run.config, horizon, run.iterations) for run in
-               meta_runs.values() if run.trained_here]
-    planned += [training_cost(run.run_dir)[0] for run in meta_runs.values()
-                if not run.trained_here]
-    matched_steps = max(planned, default=meta_training_steps(
-        from_dict(TrainConfig, dict(train_options or {})), horizon, train_iterations))
-
-    tasks = task_family.test_tasks(test_tasks, seed=seed, split=split)
+    sources = _plan(family, names, out, dict(runs or {}), train_iterations,
+                    dict(train_options or {}), evaluation.seed, device, pretrain_steps)
+    tasks = task_family.test_tasks(evaluation.test_tasks, seed=evaluation.seed,
+                                   split=evaluation.split)
     results: dict[str, Any] = {
-        "family": family, "split": split, "seed": seed, "test_tasks": test_tasks,
-        "episodes_per_step": episodes, "adapt_steps": list(range(adapt_steps + 1)),
+        "family": family, "split": evaluation.split, "seed": evaluation.seed,
+        "test_tasks": evaluation.test_tasks, "episodes_per_step": evaluation.episodes,
+        "adapt_steps": list(range(evaluation.adapt_steps + 1)),
         "tasks": [task_family.task_to_json(task) for task in tasks], "learners": {},
     }
-    learners: dict[str, tuple[Any, int, float]] = {}  # algo -> learner, iterations, seconds
-    for entry in tqdm(entries, desc="compare", unit="learner"):
-        algo = entry.algo
-        if algo in meta_runs:
-            run = meta_runs[algo]
-            if algo not in learners:
-                began = time.perf_counter()
-                if run.trained_here:
-                    loaded = train(run.config, run.run_dir), run.iterations
-                else:
-                    loaded = load_learner(run.run_dir, resolve_device(device))
-                learners[algo] = (*loaded, time.perf_counter() - began)
-            learner, iterations, train_seconds = learners[algo]
-            result = evaluate(learner, tasks, adapt_steps, entry.episodes, seed, split)
-            steps, seconds, counted = training_cost(run.run_dir)
-            bound = "" if counted else "at most "
-            origin = (f"trained here in {train_seconds:.0f} s" if run.trained_here
-                      else "loaded from its run directory")
-            setup: dict[str, Any] = {
-                "kind": "meta-learner", "run_dir": str(run.run_dir), "trained_here":
-                run.trained_here, "iterations": iterations, "meta_training_env_steps": steps,
-                "training_env_steps": steps, "training_env_steps_counted": counted,
-                "training_seconds": seconds,
-                "description": f"{iterations} meta-iterations ({bound}{steps:,} env steps of "
-                               f"meta-training in {seconds:.0f} s), run `{run.run_dir}`, "
-                               f"{origin}",
-            }
-            if run.trained_here:
-                setup["train_seconds"] = train_seconds
-        else:
-            budget = matched_steps if pretrain_steps is None else pretrain_steps
-            result, setup = run_baseline(algo, task_family, tasks, adapt_steps, entry.episodes,
-                                         seed, split, budget, device)
-            setup["training_env_steps"] = setup.get("pretrain_steps", 0)
-            setup["training_seconds"] = setup.get("pretrain_seconds", 0.0)
-            setup["description"] = _describe_baseline(algo, setup, matched_steps)
-        results["learners"][entry.label] = {**result.to_json(), "setup": setup}
-    figure = adaptation_figure(results)
-    write_set({
-        out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
-        out / RESULTS_MD: (lambda handle: handle.write(format_comparison(results)), False),
-        out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
-    })
+    with locked(out):
+        learners: dict[str, tuple[Learner, dict[str, Any]]] = {}
+        for entry in tqdm(entries, desc="compare", unit="learner", disable=None):
+            if entry.algo not in learners:
+                learners[entry.algo] = _obtain(sources[entry.algo], device)
+            learner, setup = learners[entry.algo]
+            result = evaluate(learner, tasks, evaluation.adapt_steps, entry.episodes,
+                              evaluation.seed, evaluation.split)
+            results["learners"][entry.label] = {**result.to_json(), "setup": setup}
+        figure = adaptation_figure(results)
+        write_set({
+            out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
+            out / RESULTS_MD: (lambda handle: handle.write(format_comparison(results)), False),
+            out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
+        })
     return results
 
 
-def training_cost(run_dir: Path) -> tuple[int, float, bool]:
-    """The real env steps a run sampled in training, the seconds its iterations took, and
-    whether the steps were counted, from its ``metrics.csv``; for a run logged without
-    ``env_steps`` the steps are a bound, every episode to the horizon
-    (:func:`metarl.tools.baselines.meta_training_steps`)."""
-    rows = read_metrics(run_dir)
-    seconds = sum(float(row["iteration_seconds"]) for row in rows)
-    if rows and "env_steps" in rows[0]:
-        return sum(int(float(row["env_steps"])) for row in rows), seconds, True
-    config = saved_config(read_checkpoint(run_dir))
-    horizon = registry.get_family(config.family).max_episode_steps
-    return meta_training_steps(config, horizon, len(rows)), seconds, False
-
-
-def _train_config(family: str, algo: str, iterations: int, options: dict[str, Any], seed: int,
-                  device: str) -> TrainConfig:
-    settings = {**options, "family": family, "algo": algo, "iterations": iterations,
-                "seed": seed, "device": device}
-    return from_dict(TrainConfig, settings, what="training option")
-
-
-def _plan_meta_runs(
+def _plan(
     family: str, algos: Sequence[str], out: Path, runs: dict[str, str | Path],
     train_iterations: int, train_options: dict[str, Any], seed: int, device: str,
-) -> dict[str, _MetaRun]:
-    """Check the algorithm names and run directories; say where each meta-learner comes from."""
-    meta_names = registry.learner_names()
-    known = [*meta_names, *BASELINES]
+    pretrain_steps: int | None,
+) -> dict[str, Source]:
+    """Check the learners and run directories; say where each learner comes from."""
+    known = registry.learner_names()
     if not algos:
         raise ConfigError(f"--algos is empty; choose from {', '.join(known)}")
     for algo in algos:
         if algo not in known:
-            raise ConfigError(f"unknown algorithm {algo!r} in --algos; choose from "
+            raise ConfigError(f"unknown learner {algo!r} in --algos; choose from "
                               f"{', '.join(known)}")
     for algo in runs:
-        if algo not in algos or algo in BASELINES:
-            raise ConfigError(f"--run {algo}=... must name a meta-learner listed in --algos "
-                              f"({', '.join(a for a in algos if a in meta_names) or 'none'})")
-    plans = {}
-    for algo in (a for a in algos if a in meta_names):
+        if algo not in algos or not registry.get_learner(algo).trainable:
+            trained = [a for a in algos if registry.get_learner(a).trainable]
+            raise ConfigError(f"--run {algo}=... must name a trained learner listed in --algos "
+                              f"({', '.join(trained) or 'none'})")
+    base = {**train_options, "family": family, "seed": seed, "device": device}
+    sources: dict[str, Source] = {}
+    by_steps = []
+    for algo in algos:
+        learner_class = registry.get_learner(algo)
         if algo in runs:
-            run_dir = Path(runs[algo])
+            run = RunDirectory(runs[algo])
             try:
-                state = read_checkpoint(run_dir)
+                config = run.config
             except RunDirectoryError as error:
-                raise ConfigError(f"--run {algo}={run_dir}: {error}") from None
-            config = saved_config(state)
+                raise ConfigError(f"--run {algo}={run.path}: {error}") from None
             if (config.family, config.algo) != (family, algo):
-                raise ConfigError(f"--run {algo}={run_dir} holds {config.algo} on "
+                raise ConfigError(f"--run {algo}={run.path} holds {config.algo} on "
                                   f"{config.family}, not {algo} on {family}")
-            plans[algo] = _MetaRun(run_dir, config, int(state["iteration"]), False)
+            sources[algo] = Source(algo, config, run.path, False)
+        elif not learner_class.trainable:
+            config = resolve_settings({**base, "algo": algo, "iterations": 0})
+            sources[algo] = Source(algo, config, None, False)
         else:
-            run_dir = out / RUNS / algo
-            if (run_dir / CHECKPOINT).exists():
-                raise ConfigError(f"{str(run_dir)!r} already holds a run; pass it with "
-                                  f"--run {algo}={run_dir} or choose another --out")
-            config = _train_config(family, algo, train_iterations, train_options, seed, device)
-            plans[algo] = _MetaRun(run_dir, config, train_iterations, True)
-    return plans
+            config = resolve_settings({**base, "algo": algo, "iterations": train_iterations})
+            sources[algo] = Source(algo, config, out / RUNS / algo, True)
+            if learner_class.steps_per_iteration(config) is not None:
+                by_steps.append(algo)
+    if by_steps:
+        budget = pretrain_steps if pretrain_steps is not None else max(
+            [_planned_steps(source) for source in sources.values() if source.kind ==
+             "meta-learner" and source.run_dir is not None] or [0])
+        if budget < 1:
+            raise ConfigError(f"{', '.join(by_steps)} need(s) a training budget: give "
+                              "--pretrain-steps, or compare a trained meta-learner")
+        for algo in by_steps:
+            source = sources[algo]
+            per_iteration = registry.get_learner(algo).steps_per_iteration(source.config)
+            iterations = math.ceil(budget / per_iteration)
+            source.config = resolve_settings({**source.config.to_json(),
+                                              "iterations": iterations})
+    return sources
 
 
-def _describe_baseline(algo: str, setup: Mapping[str, Any], matched_steps: int) -> str:
-    per_step = f"{setup['env_steps_per_adaptation_step']:,} env steps per adaptation step"
-    if algo == "random":
-        return "uniform random actions (no learning)"
-    if algo == "ppo-scratch":
-        return f"SB3 PPO from a fresh policy on each task, {per_step}"
-    return (f"SB3 PPO pretrained for {setup['pretrain_steps']:,} env steps on the training-task "
-            f"mixture (meta-training sampled at most {matched_steps:,}) in "
-            f"{setup['pretrain_seconds']:.0f} s, then fine-tuned on each task, {per_step}")
+def _planned_steps(source: Source) -> int:
+    """The env steps a meta-learner's training samples: counted for an existing run, else a
+    bound (every episode to the horizon)."""
+    if not source.train_here:
+        assert source.run_dir is not None
+        return RunDirectory(source.run_dir).training_cost()[0]
+    config = source.config
+    horizon = registry.get_family(config.family).max_episode_steps
+    episodes = config.meta_batch_size * config.episodes_per_task * (config.inner_steps + 1)
+    return config.iterations * episodes * horizon
+
+
+def _obtain(source: Source, device: str) -> tuple[Learner, dict[str, Any]]:
+    """The learner a source describes, loaded, trained or built, and its setup record."""
+    began = time.perf_counter()
+    setup: dict[str, Any] = {"kind": source.kind}
+    if source.run_dir is None:
+        learner = build_learner(source.config, resolve_device(device))
+        setup.update({"trained_here": False, "iterations": 0, "training_env_steps": 0,
+                      "training_env_steps_counted": True, "training_seconds": 0.0,
+                      "description": "nothing learned before the test tasks"})
+        return learner, setup
+    run = RunDirectory(source.run_dir)
+    if source.train_here:
+        learner = train(source.config, source.run_dir, resume=True)
+    else:
+        learner = run.load(resolve_device(device))
+    iterations = RunDirectory(source.run_dir).iteration
+    steps, seconds, counted = run.training_cost()
+    bound = "" if counted else "at most "
+    origin = (f"trained here in {time.perf_counter() - began:.0f} s" if source.train_here
+              else "loaded from its run directory")
+    setup.update({
+        "run_dir": str(source.run_dir), "trained_here": source.train_here,
+        "iterations": iterations, "training_env_steps": steps,
+        "training_env_steps_counted": counted, "training_seconds": seconds,
+        "description": f"{iterations} iterations ({bound}{steps:,} env steps of training in "
+                       f"{seconds:.0f} s), run `{source.run_dir}`, {origin}",
+    })
+    return learner, setup
 
 
 def format_comparison(results: Mapping[str, Any]) -> str:
@@ -264,22 +257,25 @@ def format_comparison(results: Mapping[str, Any]) -> str:
         f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} real "
         "episodes per adaptation step unless the row says otherwise (NAME@E). Each cell: mean "
         "undiscounted return over the tasks after k steps (k × E real episodes of the task) "
-        "[95% Student-t interval across tasks]. Wall "
+        "[95% Student-t interval across tasks]. Tasks improved: the share of tasks whose "
+        "return after k = 1, 2, ... steps beats their own return before adaptation. Wall "
         "time: adapting and evaluating on all tasks. Training: the real env steps each learner "
         "sampled before seeing the test tasks (meta-training or pretraining; ≤: a bound, for a "
         "run logged before steps were counted) and the wall time that took.",
         "",
         "| learner | real episodes per step | " + " | ".join(f"k = {k}" for k in steps)
-        + " | wall time (s) | training env steps | training time (s) |",
-        "|---|---:|" + "---:|" * len(steps) + "---:|---:|---:|",
+        + " | tasks improved | wall time (s) | training env steps | training time (s) |",
+        "|---|---:|" + "---:|" * len(steps) + "---:|---:|---:|---:|",
     ]
     for name, result in learners.items():
         cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
                  zip(result["mean_return"], result["ci95_low"], result["ci95_high"],
                      strict=True)]
+        improved = " / ".join(f"{100 * share:.0f}%" for share in
+                              result.get("share_improved", [None])[1:] if share is not None)
         setup = result["setup"]
         lines.append(f"| {name} | {result['episodes_per_step']} | " + " | ".join(cells)
-                     + f" | {result['wall_seconds']:.1f} | "
+                     + f" | {improved} | {result['wall_seconds']:.1f} | "
                      f"{'' if setup.get('training_env_steps_counted', True) else '≤ '}"
                      f"{setup.get('training_env_steps', 0):,} | "
                      f"{setup.get('training_seconds', 0.0):.0f} |")

@@ -34,6 +34,7 @@ from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
 from metarl.process import set_threads
 from metarl.run.evaluation import confidence_interval, evaluate
 from metarl.run.rundir import atomic_write, check_output_dir, write_json
+from metarl.run.settings import resolve_settings
 from metarl.run.training import train
 
 SUMMARY_JSON = "summary.json"
@@ -77,11 +78,10 @@ def load_sweep(spec: Mapping[str, Any], out_dir: Path) -> Sweep:
     ) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"sweep key 'seeds' must be a non-empty list of distinct integers "
                           f">= 0, got {seeds!r}")
-    fields = set(TrainConfig.__dataclass_fields__)
     for key, values in grid.items():
-        if key not in fields or key == "seed":
-            raise ConfigError(f"grid key {key!r} is not a training option; known: "
-                              f"{sorted(fields - {'seed'})} (seeds go under 'seeds')")
+        if key == "seed":
+            raise ConfigError("grid key 'seed' is not a training setting to sweep: seeds go "
+                              "under 'seeds'")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid key {key!r} must map to a non-empty list, got {values!r}")
     if "seed" in base:
@@ -95,7 +95,7 @@ def load_sweep(spec: Mapping[str, Any], out_dir: Path) -> Sweep:
     trials = []
     for label, point in zip(labels, points):
         for seed in seeds:
-            config = from_dict(TrainConfig, {**base, **point, "seed": seed}, what="sweep config")
+            config = resolve_settings(base, point, {"seed": seed})
             trials.append(Trial(label, seed, config, out_dir / _directory(label) / f"seed-{seed}"))
     _check_registered(trials, evaluation)
     return Sweep(dict(spec), labels, trials, evaluation)
@@ -112,8 +112,6 @@ def _directory(label: str) -> str:
 
 def _check_registered(trials: list[Trial], evaluation: EvaluationConfig) -> None:
     for trial in trials:
-        options = registry.get_learner(trial.config.algo).Options
-        from_dict(options, trial.config.algo_options, what=f"{trial.config.algo} option")
         registry.get_family(trial.config.family).check_split(evaluation.split)
         if trial.config.backend == "ray":
             raise ConfigError("sweep trials sample locally (each trial is already a Ray task); "
@@ -135,7 +133,7 @@ def _tune_trial(param: dict[str, Any]) -> None:
 
     set_threads(1)  # the start of a trial's process
     trial, evaluation = param["trial"], param["evaluation"]
-    config = from_dict(TrainConfig, trial["config"])
+    config = resolve_settings(trial["config"])
     tune.report(run_trial(Trial(trial["label"], config.seed, config, Path(trial["run_dir"])),
                           EvaluationConfig(**evaluation)))
 

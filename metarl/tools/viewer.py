@@ -1,7 +1,7 @@
 """Watch a meta-learner adapt: its policy before adaptation and after each step, side by side.
 
 ``metarl watch RUN_DIR`` loads a run, picks a held-out task and adapts to it as ``metarl
-evaluate`` does (:meth:`metarl.learn.learner.MetaLearner.adaptation`): K blocks of episodes,
+evaluate`` does (:meth:`metarl.learn.learner.Learner.adaptation`): K blocks of episodes,
 adapting after each. The learner's :class:`~metarl.learn.adaptation.Actor` for the task then
 plays it live, one panel side by side for the learner before adaptation and after each step
 (theta_0 and the adapted parameters; for RL^2 its memory after k blocks of the trial, restored
@@ -26,7 +26,7 @@ import numpy as np
 from metarl.config import ConfigError
 from metarl.family.drawing import font
 from metarl.learn.adaptation import Actor
-from metarl.learn.learner import MetaLearner
+from metarl.learn.learner import Learner
 from metarl.run.evaluation import adaptation_trajectory
 
 BACKGROUND = (250, 250, 248)
@@ -62,7 +62,7 @@ def pick_task(family: Any, task_json: str | None, seed: int, split: str) -> Any:
 
 
 def adaptation_actor(
-    learner: MetaLearner, task: Any, adapt_steps: int, episodes: int, seed: int
+    learner: Learner, task: Any, adapt_steps: int, episodes: int, seed: int
 ) -> tuple[Actor, list[float]]:
     """The learner adapted to ``task`` as ``metarl evaluate`` adapts: an actor whose column k
     acts as after k steps, and the mean return of each block of episodes."""
@@ -109,7 +109,7 @@ class AdaptationView:
 
     def __init__(
         self,
-        learner: MetaLearner,
+        learner: Learner,
         task: Any,
         adapt_steps: int,
         episodes: int,
