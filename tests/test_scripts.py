@@ -22,3 +22,10 @@ def test_train_and_evaluate_scripts(tmp_path):
     printed = run("scripts/evaluate.py", str(out), "--test-tasks", "3", "--adapt-steps", "1",
                   "--episodes", "2")
     assert "after 2 meta-iterations" in printed and "| 1 |" in printed
+
+
+def test_oracle_returns_script():
+    printed = run("scripts/oracle_returns.py", "--families", "navigation2d,maze",
+                  "--tasks", "200", "--episodes", "1")
+    assert "| navigation2d | test | -0.54 [" in printed
+    assert "| navigation2d | ood |" in printed and "| maze | ood |" in printed
