@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector.utils import batch_space
 from tqdm.auto import tqdm
 
 from metarl.config import ConfigError, TrainConfig
+from metarl.family.oracle import policy_returns
 from metarl.learn.adaptation import Actor, Adaptation
 from metarl.learn.learner import Learner
 from metarl.process import seeded_global_rng
@@ -97,19 +99,9 @@ class RandomBaseline(_Untrained):
 
     def _returns(self, tasks: Sequence[Any], episodes: int, seed: int) -> np.ndarray:
         """Mean return per task of ``episodes`` episodes of uniform random actions."""
-        env = self.family.make_vector_env(tasks, episodes)
-        env.reset(seed=seed)
-        env.action_space.seed(seed)
-        alive = np.ones(env.num_envs, dtype=bool)
-        total = np.zeros(env.num_envs)
-        for _ in range(self.family.max_episode_steps):
-            _, rewards, terminated, _, _ = env.step(env.action_space.sample())
-            total += np.where(alive, rewards, 0.0)
-            alive &= ~terminated
-            if not alive.any():
-                break
-        env.close()
-        return total.reshape(len(tasks), episodes).mean(axis=1)
+        space = batch_space(self.family.action_space, len(tasks) * episodes)
+        space.seed(seed)
+        return policy_returns(self.family, tasks, episodes, seed, lambda env: space.sample())
 
 
 class TaskEnv(gym.Wrapper):

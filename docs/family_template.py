@@ -118,6 +118,16 @@ class LineTarget(ArrayFamily):
         """[B, *observation_space.shape], numbers castable to its dtype: here [B, 1]."""
         return state["position"]
 
+    # Optional: the oracle, where the best return given the task is computable. It sees each
+    # column's true state and task arrays (repeated to B rows; task_params may add derived
+    # arrays it needs, such as a table of optimal action values) and returns one action per
+    # column, in the action space (its dtype and bounds). It is the `oracle` reference row
+    # beside the learners (metarl.family.oracle.oracle_returns). Leave it out otherwise.
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """[B, *action_space.shape]: here the step straight to the target, clipped."""
+        step = np.clip(params["target"] - state["position"], -0.2, 0.2)
+        return step.astype(self.action_space.dtype)
+
 
 # 4. One registration line: the metarl registry and the Gymnasium id at once.
 register_family(LineTarget.name, LineTarget)

@@ -203,6 +203,11 @@ class Bandit(ArrayFamily):
         one_hot = state["last_action"][:, None] == np.arange(self.arms)
         return np.concatenate([one_hot, state["last_reward"][:, None]], axis=1)
 
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """Pull the best arm every time: its expected return, 10 times the best probability, is
+        the best of any policy."""
+        return np.argmax(params["probs"], axis=1)
+
 
 register_family("bandit-5", Bandit, arms=5)
 register_family("bandit-10", Bandit, arms=10)

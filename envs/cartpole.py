@@ -50,6 +50,15 @@ TRAIN_TARGET = 1.0
 OOD_TARGET = 1.6
 """Out-of-distribution targets have 1 < |target| <= 1.6."""
 
+ORACLE_WEIGHTS = (10.0, 1.0, 100.0, 1.0)
+"""The oracle's LQR state weights on (x - target, x_dot, theta, theta_dot)."""
+ORACLE_FORCE_WEIGHT = 0.01
+"""The oracle's LQR weight on the squared force."""
+ORACLE_OFFSET_LIMIT = 1.0
+"""The oracle's LQR sees the cart's offset from the target clipped to this many metres."""
+ORACLE_LOOKAHEAD = 100
+"""Steps the oracle simulates ahead to compare its two actions."""
+
 
 @dataclass(frozen=True)
 class CartPoleTask:
@@ -261,10 +270,13 @@ class CartPoleTasks(ArrayFamily):
         return _tasks(OOD_RANGES, targets, rng)
 
     def task_params(self, tasks: Sequence[CartPoleTask]) -> TaskArrays:
-        return {
+        params = {
             key: np.array([getattr(task, key) for task in tasks], dtype=np.float64)
             for key in _PARAM_NAMES
         }
+        # Derived, for the oracle: the LQR gains of each task's linearised dynamics, [n, 4].
+        params["lqr_gain"] = lqr_gains(params)
+        return params
 
     def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         start = rng.uniform(-START_NOISE, START_NOISE, size=(4,))
@@ -282,33 +294,113 @@ class CartPoleTasks(ArrayFamily):
         action = np.asarray(action).reshape(-1)
         if not np.isin(action, (0, 1)).all():
             raise ValueError(f"cart-pole actions must be 0 or 1, got {action!r}")
-        x, x_dot, theta, theta_dot = state["x"], state["x_dot"], state["theta"], state["theta_dot"]
-        push = np.where(action == 1, 1.0, -1.0) * params["actuator_sign"]
-        force = push * params["force_mag"]
-        costheta = np.cos(theta)
-        sintheta = np.sin(theta)
-        total_mass = params["total_mass"]
-        temp = (force + params["polemass_length"] * np.square(theta_dot) * sintheta) / total_mass
-        thetaacc = (params["gravity"] * sintheta - costheta * temp) / (
-            params["pole_half_length"]
-            * (4.0 / 3.0 - params["pole_mass"] * np.square(costheta) / total_mass)
-        )
-        xacc = temp - params["polemass_length"] * thetaacc * costheta / total_mass
-        next_state = {
-            "x": x + TAU * x_dot,
-            "x_dot": x_dot + TAU * xacc,
-            "theta": theta + TAU * theta_dot,
-            "theta_dot": theta_dot + TAU * thetaacc,
-            "force": force,
-        }
-        terminated = (np.abs(next_state["x"]) > X_THRESHOLD) | (
-            np.abs(next_state["theta"]) > THETA_THRESHOLD
-        )
-        offset = (next_state["x"] - params["target"]) / TARGET_WIDTH
-        return next_state, np.exp(-0.5 * np.square(offset)), terminated
+        return _dynamics(state, np.where(action == 1, 1.0, -1.0) * params["actuator_sign"], params)
 
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return np.stack([state["x"], state["x_dot"], state["theta"], state["theta_dot"]], axis=-1)
+
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """A controller that knows the physics, the actuator sign and the target.
+
+        Its base is LQR on the dynamics linearised about the upright pole over the target
+        (``lqr_gains``), made bang-bang: push the way the LQR force points. The oracle
+        improves on it by one step of look-ahead: for each of the two actions it simulates the
+        task's exact dynamics for ``ORACLE_LOOKAHEAD`` steps, the base controller acting after
+        the first, and takes the action whose simulated rewards (nothing after a fall) sum
+        higher. A strong controller, not a proven best: its return is a lower bound on the
+        best return given the task.
+        """
+        batch = state["x"].shape[0]
+        both = {key: np.concatenate([value, value]) for key, value in state.items()}
+        twice = {key: np.concatenate([value, value]) for key, value in params.items()}
+        # Action 0 in the first half of the columns, action 1 in the second.
+        push = np.repeat([-1.0, 1.0], batch) * twice["actuator_sign"]
+        total = np.zeros(2 * batch)
+        alive = np.ones(2 * batch, dtype=bool)
+        for _ in range(ORACLE_LOOKAHEAD):
+            both, reward, terminated = _dynamics(both, push, twice)
+            total += np.where(alive, reward, 0.0)
+            alive &= ~terminated
+            push = np.where(_lqr_force(both, twice) > 0, 1.0, -1.0)
+        return (total[batch:] > total[:batch]).astype(np.int64)
+
+
+def _dynamics(
+    state: State, push: np.ndarray, params: TaskArrays
+) -> tuple[State, np.ndarray, np.ndarray]:
+    """One step with the cart pushed right (``push`` 1) or left (-1): :meth:`transition`'s
+    dynamics without its checks of the actions."""
+    x, x_dot, theta, theta_dot = state["x"], state["x_dot"], state["theta"], state["theta_dot"]
+    force = push * params["force_mag"]
+    costheta = np.cos(theta)
+    sintheta = np.sin(theta)
+    total_mass = params["total_mass"]
+    temp = (force + params["polemass_length"] * np.square(theta_dot) * sintheta) / total_mass
+    thetaacc = (params["gravity"] * sintheta - costheta * temp) / (
+        params["pole_half_length"]
+        * (4.0 / 3.0 - params["pole_mass"] * np.square(costheta) / total_mass)
+    )
+    xacc = temp - params["polemass_length"] * thetaacc * costheta / total_mass
+    next_state = {
+        "x": x + TAU * x_dot,
+        "x_dot": x_dot + TAU * xacc,
+        "theta": theta + TAU * theta_dot,
+        "theta_dot": theta_dot + TAU * thetaacc,
+        "force": force,
+    }
+    terminated = (np.abs(next_state["x"]) > X_THRESHOLD) | (
+        np.abs(next_state["theta"]) > THETA_THRESHOLD
+    )
+    offset = (next_state["x"] - params["target"]) / TARGET_WIDTH
+    return next_state, np.exp(-0.5 * np.square(offset)), terminated
+
+
+def _linearised(params: TaskArrays) -> tuple[np.ndarray, np.ndarray]:
+    """The one-step dynamics ``e' = A e + B force`` about the upright pole, ``[n, 4, 4]`` and
+    ``[n, 4, 1]``, for ``e = (x - target, x_dot, theta, theta_dot)`` (Euler, as the env)."""
+    gravity, total_mass = params["gravity"], params["total_mass"]
+    half_length, polemass_length = params["pole_half_length"], params["polemass_length"]
+    lever = half_length * (4.0 / 3.0 - params["pole_mass"] / total_mass)
+    n = gravity.shape[0]
+    a = np.zeros((n, 4, 4))
+    a[:, 0, 1] = a[:, 2, 3] = 1.0
+    a[:, 3, 2] = gravity / lever
+    a[:, 1, 2] = -polemass_length * gravity / (total_mass * lever)
+    b = np.zeros((n, 4, 1))
+    b[:, 3, 0] = -1.0 / (total_mass * lever)
+    b[:, 1, 0] = 1.0 / total_mass + polemass_length / (total_mass**2 * lever)
+    return np.eye(4) + TAU * a, TAU * b
+
+
+def lqr_gains(params: TaskArrays) -> np.ndarray:
+    """Discrete LQR gains ``K[n, 4]`` (force ``-K @ e``) for the linearised dynamics of
+    ``_linearised``, weights ``ORACLE_WEIGHTS`` and ``ORACLE_FORCE_WEIGHT``: the Riccati
+    solution by the structure-preserving doubling algorithm, batched over tasks."""
+    a, b = _linearised(params)
+    n = a.shape[0]
+    identity = np.eye(4)
+    bt = np.swapaxes(b, 1, 2)
+    g = b @ bt / ORACLE_FORCE_WEIGHT
+    h = np.tile(np.diag(ORACLE_WEIGHTS), (n, 1, 1))
+    ak = a
+    for _ in range(40):  # converges quadratically: about 10 iterations
+        w = np.linalg.inv(identity + g @ h)
+        ak, g, h = (ak @ w @ ak, g + ak @ w @ g @ np.swapaxes(ak, 1, 2),
+                    h + np.swapaxes(ak, 1, 2) @ h @ w @ ak)
+        if np.abs(ak).max() < 1e-30:  # later updates change nothing
+            break
+    gain = np.linalg.solve(ORACLE_FORCE_WEIGHT + bt @ h @ b, bt @ h @ a)
+    return gain[:, 0, :]
+
+
+def _lqr_force(state: State, params: TaskArrays) -> np.ndarray:
+    """The LQR force ``-K @ e`` (positive to the right), the cart's offset from the target
+    clipped to ``ORACLE_OFFSET_LIMIT``."""
+    gain = params["lqr_gain"]
+    offset = np.minimum(np.maximum(state["x"] - params["target"], -ORACLE_OFFSET_LIMIT),
+                        ORACLE_OFFSET_LIMIT)
+    return -(gain[:, 0] * offset + gain[:, 1] * state["x_dot"] + gain[:, 2] * state["theta"]
+             + gain[:, 3] * state["theta_dot"])
 
 
 def _tasks(

@@ -69,6 +69,24 @@ class TabularMDPTask:
         return tuple(max(row) for row in self.reward_means)
 
 
+def optimal_action_values(transitions: np.ndarray, reward_means: np.ndarray,
+                          horizon: int = HORIZON) -> np.ndarray:
+    """Finite-horizon optimal action values ``Q[n, t, s, a]`` by backward value iteration.
+
+    ``transitions`` is ``[n, S, A, S]`` and ``reward_means`` ``[n, S, A]``; ``Q[:, t, s, a]`` is
+    the best expected sum of the rewards of steps ``t .. horizon - 1`` after taking ``a`` in
+    ``s`` at step ``t``. The best expected episode return from the start is
+    ``Q[:, 0, 0].max(-1)``.
+    """
+    n, states, actions = reward_means.shape
+    values = np.zeros((n, horizon, states, actions))
+    future = np.zeros((n, states))
+    for t in reversed(range(horizon)):
+        values[:, t] = reward_means + np.einsum("nsaj,nj->nsa", transitions, future)
+        future = values[:, t].max(axis=-1)
+    return values
+
+
 def _tuples(array: np.ndarray) -> Any:
     if array.ndim == 1:
         return tuple(array.tolist())
@@ -205,9 +223,15 @@ class TabularMDP(ArrayFamily):
                     f"task has {task.n_states} states and {task.n_actions} actions, family "
                     f"{self.name!r} expects {N_STATES} and {N_ACTIONS}"
                 )
+        transitions = np.array([task.transitions for task in tasks], dtype=np.float64)
+        means = np.array([task.reward_means for task in tasks], dtype=np.float64)
+        transitions = transitions.reshape(-1, N_STATES, N_ACTIONS, N_STATES)
+        means = means.reshape(-1, N_STATES, N_ACTIONS)
         return {
-            "transitions": np.array([task.transitions for task in tasks], dtype=np.float64),
-            "reward_means": np.array([task.reward_means for task in tasks], dtype=np.float64),
+            "transitions": transitions,
+            "reward_means": means,
+            # Derived, for the oracle: optimal action values [n, HORIZON, S, A].
+            "optimal_q": optimal_action_values(transitions, means),
         }
 
     def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
@@ -247,6 +271,16 @@ class TabularMDP(ArrayFamily):
 
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return state["state"][:, None] == np.arange(N_STATES)
+
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """Act optimally with the task's true transitions and mean rewards: the action of
+        largest finite-horizon optimal value (``optimal_action_values``, backward value
+        iteration over the 10 steps) in the current state at the current step, which the
+        state counts. Reward noise has mean zero, so this policy's expected return is exactly
+        the best one, ``optimal_q[:, 0, 0].max(-1)`` (start state 0), computed, not sampled."""
+        batch = np.arange(state["state"].size)
+        step = np.minimum(state["step"], HORIZON - 1)
+        return np.argmax(params["optimal_q"][batch, step, state["state"]], axis=-1)
 
 
 register_family(TabularMDP.name, TabularMDP)

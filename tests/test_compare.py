@@ -39,9 +39,13 @@ def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) ->
     out, results = comparison
     saved = json.loads((out / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
-    assert list(saved["learners"]) == ALGOS
+    assert list(saved["learners"]) == [*ALGOS, "oracle"]
+    oracle = saved["learners"]["oracle"]
+    assert oracle["setup"]["kind"] == "reference" and oracle["mean_return"][0] > -5
     assert len(saved["tasks"]) == 3
     for label, learner in saved["learners"].items():
+        if label == "oracle":
+            continue
         algo, _, episodes = label.partition("@")
         assert set(SCHEMA) <= set(learner), algo
         assert learner["algo"] == algo and learner["family"] == "navigation2d"
@@ -60,6 +64,7 @@ def test_compare_writes_results_table_and_plot(comparison: tuple[Path, dict]) ->
     assert (out / "runs" / "maml" / "checkpoint.pt").exists()
     table = (out / "results.md").read_text()
     assert all(f"| {algo} | {1 if '@' in algo else 2} |" in table for algo in ALGOS)
+    assert "| oracle | 2 |" in table and "The oracle, which knows each task, returns" in table
     assert (out / "adaptation.png").read_bytes().startswith(PNG_MAGIC)
 
 

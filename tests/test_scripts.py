@@ -47,3 +47,10 @@ def test_the_readme_shows_these_files() -> None:
     assert set(shown) == set(EXAMPLES)
     for name, code in shown.items():
         assert code == (ROOT / "scripts" / name).read_text(), name
+
+
+def test_oracle_returns_script(tmp_path: Path) -> None:
+    printed = run(tmp_path, str(ROOT / "scripts/oracle_returns.py"), "--families",
+                  "navigation2d,maze", "--tasks", "200", "--episodes", "1")
+    assert "| navigation2d | test | -0.54 [" in printed
+    assert "| navigation2d | ood |" in printed and "| maze | ood |" in printed

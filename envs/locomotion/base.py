@@ -66,6 +66,10 @@ class LocomotionFamily(ArrayFamily):
 
     ``threads`` splits each batched step between that many threads (``mj_step`` releases the
     GIL); results do not depend on it.
+
+    No oracle (``oracle_action``): the best return given the task would need an optimal
+    controller of the robot, which nothing here computes (knowing the direction, velocity or
+    goal still leaves the whole locomotion problem), so comparisons have no oracle row.
     """
 
     xml_file: ClassVar[str]

@@ -8,6 +8,10 @@ leading batch dimension ``B``):
 - ``transition(state, action, params, rng) -> (state, reward[B], terminated[B])``;
 - ``observe(state, params) -> array[B, *obs_shape]``.
 
+Optionally, where the best return given the task is computable, a family also implements
+``oracle_action(state, params) -> array[B, *action_shape]``: what a policy that knows each
+column's task and true state does (see :mod:`metarl.family.oracle`).
+
 From them it gets both a single Gymnasium env (:class:`ArrayEnv`, the batch of one) and a
 natively batched env (:class:`ArrayVectorEnv`), which therefore cannot disagree.
 """
@@ -54,6 +58,17 @@ class ArrayFamily(TaskFamily):
     @abc.abstractmethod
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         """Observations ``[B, *obs_shape]`` of a batch of states."""
+
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """The action of a policy that knows each column's task and true state (batched, like
+        transition's ``action``): the ``oracle`` reference row of comparisons. Families where
+        the best return given the task is computable override it."""
+        raise NotImplementedError(f"family {self.name!r} has no oracle")
+
+    @property
+    def has_oracle(self) -> bool:
+        """Whether the family overrides :meth:`oracle_action`."""
+        return type(self).oracle_action is not ArrayFamily.oracle_action
 
     def make_base_env(self, task: Any, render_mode: str | None = None) -> ArrayEnv:
         return self.env_class(self, task, render_mode=render_mode)

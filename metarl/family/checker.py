@@ -22,6 +22,7 @@ from gymnasium.utils.env_checker import check_env
 
 from metarl.family.array import ArrayFamily
 from metarl.family.base import TaskFamily
+from metarl.family.oracle import has_oracle
 from metarl.family.rng import BatchRNG
 from metarl.family.tracebacks import describe
 
@@ -44,15 +45,19 @@ def assert_family_ok(family: TaskFamily) -> None:
 @dataclasses.dataclass
 class CheckResult:
     """One check: its name, what it checks, and its problems (``None`` when it was skipped
-    because a check it depends on failed)."""
+    because a check it depends on failed); ``applies`` is False for an optional part of the
+    contract the family does not have (an oracle)."""
 
     name: str
     description: str
     problems: list[str] | None
+    applies: bool = True
 
     @property
     def status(self) -> str:
-        return "skipped" if self.problems is None else "FAIL" if self.problems else "ok"
+        if self.problems is None:
+            return "skipped"
+        return "FAIL" if self.problems else "ok" if self.applies else "n/a"
 
 
 def run_checks(family: TaskFamily) -> list[CheckResult]:
@@ -71,7 +76,8 @@ def run_checks(family: TaskFamily) -> list[CheckResult]:
             problems = [str(error)]
         except Exception as error:  # a crash inside the family is itself the finding
             problems = [f"{name}: the family raised {describe(error)}"]
-        results.append(CheckResult(name, description, problems))
+        applies = check not in _OPTIONAL or _OPTIONAL[check](family)
+        results.append(CheckResult(name, description, problems, applies))
         failed = bool(problems) and check in _PREREQUISITES
     return results
 
@@ -393,6 +399,42 @@ def _check_render(family: TaskFamily) -> list[str]:
     return []
 
 
+ORACLE_STEPS = 10
+"""Steps of an episode the oracle check plays."""
+
+
+def _check_oracle(family: TaskFamily) -> list[str]:
+    """oracle (optional): oracle_action gives actions in the action space for a batch"""
+    if not has_oracle(family):
+        return []
+    assert isinstance(family, ArrayFamily)
+    tasks = family.test_tasks(N_TASKS)
+    env = family.make_vector_env(tasks, EPISODES_PER_TASK)
+    env.reset(seed=SEED)
+    batch = env.num_envs
+    space = family.action_space
+    expected = (batch, *space.shape)
+    for t in range(min(ORACLE_STEPS, family.max_episode_steps)):
+        actions = _call(family.oracle_action, "oracle_action(state, params)", env.state,
+                        env.params)
+        shape = np.shape(actions)
+        if not isinstance(actions, np.ndarray) or shape != expected:
+            return [f"oracle_action(state, params) must return a numpy array of actions "
+                    f"[B, *action shape] = {expected}, got {type(actions).__name__} of shape "
+                    f"{shape} at step {t}: one action per batch column"]
+        outside = [i for i in range(batch) if not space.contains(actions[i])]
+        if outside:
+            i = outside[0]
+            return [f"oracle_action(state, params) returned {actions[i]!r} ({actions.dtype}) "
+                    f"for column {i} at step {t}, outside the action space {space}: return "
+                    f"actions of the space's dtype within its bounds (e.g. .astype("
+                    f"{np.dtype(space.dtype).name}))"]
+        _, _, terminated, _, _ = env.step(actions)
+        if terminated.all():
+            break
+    return []
+
+
 _CHECKS: list[Callable[[TaskFamily], list[str]]] = [
     _check_attributes,
     _check_tasks,
@@ -401,6 +443,11 @@ _CHECKS: list[Callable[[TaskFamily], list[str]]] = [
     _check_gymnasium,
     _check_episodes,
     _check_batched,
+    _check_oracle,
     _check_render,
 ]
 _PREREQUISITES = {_check_attributes, _check_tasks, _check_arrays}
+_OPTIONAL: dict[Callable[[TaskFamily], list[str]], Callable[[TaskFamily], bool]] = {
+    _check_oracle: has_oracle,
+}
+"""Checks of optional parts, with whether the family has the part."""

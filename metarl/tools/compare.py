@@ -5,11 +5,12 @@ registered learner) on one ``family.test_tasks(n, seed, split)`` split, through 
 the learner comes from its run directory (``--run ALGO=DIR``), or is trained here into
 ``OUT/runs/ALGO`` (resumed if a killed ``compare`` left it there), or, for a learner with
 nothing to learn before the test tasks (``random``, ``ppo-scratch``), is built untrained; then
-:func:`metarl.run.evaluation.evaluate` measures it. It writes ``results.json`` (per learner
-the ``evaluate --json`` schema, per-task returns and its setup), ``results.md`` (a Markdown
-table with the per-task picture) and ``adaptation.png`` (return vs adaptation step with 95%
-bands, and the share of tasks improved). Intervals are Student-t across tasks
-(:func:`metarl.run.evaluation.confidence_interval`).
+:func:`metarl.run.evaluation.evaluate` measures it. Where the family has an oracle (its
+``oracle_action``: the best return given the task), an ``oracle`` row shows that limit. It
+writes ``results.json`` (per learner the ``evaluate --json`` schema, per-task returns and its
+setup), ``results.md`` (a Markdown table with the per-task picture) and ``adaptation.png``
+(return vs adaptation step with 95% bands, and the share of tasks improved). Intervals are
+Student-t across tasks (:func:`metarl.run.evaluation.confidence_interval`).
 
 Each row also states what the learner's training cost, so that the comparison is fair on
 both axes: the real environment steps it sampled before the test tasks and the wall time
@@ -28,13 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from metarl import registry
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
+from metarl.family.base import TaskFamily
+from metarl.family.oracle import has_oracle, oracle_returns
 from metarl.learn.learner import Learner
 from metarl.run.directory import RunDirectory
-from metarl.run.evaluation import evaluate
+from metarl.run.evaluation import EvaluationResult, evaluate
 from metarl.run.factory import build_learner, resolve_device
 from metarl.run.rundir import RunDirectoryError, check_output_dir, locked, write_set
 from metarl.run.settings import resolve_settings
@@ -45,6 +49,8 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 ADAPTATION_PNG = "adaptation.png"
 RUNS = "runs"
+ORACLE = "oracle"
+ORACLE_STREAM = 0x0AC1E
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,8 @@ def compare(
             result = evaluate(learner, tasks, evaluation.adapt_steps, entry.episodes,
                               evaluation.seed, evaluation.split)
             results["learners"][entry.label] = {**result.to_json(), "setup": setup}
+        if has_oracle(task_family):
+            results["learners"][ORACLE] = _oracle_row(task_family, tasks, evaluation)
         figure = adaptation_figure(results)
         write_set({
             out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
@@ -145,6 +153,25 @@ def compare(
             out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
         })
     return results
+
+
+def _oracle_row(family: TaskFamily, tasks: Sequence[Any], evaluation: EvaluationConfig
+                ) -> dict[str, Any]:
+    """The ``oracle`` row: the family's policy that knows each task (the limit), measured in
+    the same blocks, each with its own env seeds."""
+    began = time.perf_counter()
+    seeds = np.random.SeedSequence([evaluation.seed, ORACLE_STREAM]).generate_state(
+        evaluation.adapt_steps + 1)
+    returns = [oracle_returns(family, tasks, evaluation.episodes, int(seed)) for seed in seeds]
+    result = EvaluationResult.from_returns(returns, family.name, ORACLE, evaluation.split,
+                                           evaluation.episodes, evaluation.seed,
+                                           time.perf_counter() - began)
+    setup = {"kind": "reference", "trained_here": False, "iterations": 0,
+             "training_env_steps": 0, "training_env_steps_counted": True,
+             "training_seconds": 0.0,
+             "description": "acts knowing each task (the family's oracle_action): the best "
+                            "return given the task, the limit of adaptation"}
+    return {**result.to_json(), "setup": setup}
 
 
 def _plan(
@@ -271,9 +298,10 @@ def format_comparison(results: Mapping[str, Any]) -> str:
         cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
                  zip(result["mean_return"], result["ci95_low"], result["ci95_high"],
                      strict=True)]
-        improved = " / ".join(f"{100 * share:.0f}%" for share in
-                              result.get("share_improved", [None])[1:] if share is not None)
         setup = result["setup"]
+        improved = "" if setup["kind"] == "reference" else " / ".join(
+            f"{100 * share:.0f}%" for share in result.get("share_improved", [None])[1:]
+            if share is not None)
         lines.append(f"| {name} | {result['episodes_per_step']} | " + " | ".join(cells)
                      + f" | {improved} | {result['wall_seconds']:.1f} | "
                      f"{'' if setup.get('training_env_steps_counted', True) else '≤ '}"
@@ -290,13 +318,19 @@ def _verdict(learners: Mapping[str, Any]) -> list[str]:
     """Plain sentences: the ranking after the last step, every step at which a baseline beats
     a meta-learner with the intervals apart, and how many more times its mean is higher within
     overlapping intervals (differences the tasks cannot tell apart)."""
-    final = {name: r["mean_return"][-1] for name, r in learners.items()}
+    final = {name: r["mean_return"][-1] for name, r in learners.items() if name != ORACLE}
     ranking = sorted(final, key=final.__getitem__, reverse=True)
     lines = ["Ranking by mean return after the last step: " + " > ".join(
         f"{name} ({final[name]:.2f})" for name in ranking) + "."]
+    if ORACLE in learners:
+        limit = learners[ORACLE]["mean_return"][-1]
+        lines.append(f"- The oracle, which knows each task, returns {limit:.2f}; distance to it "
+                     "after the last step: " + ", ".join(
+                         f"{name} {limit - final[name]:.2f}" for name in ranking) + ".")
     metas = [n for n, r in learners.items() if r["setup"]["kind"] == "meta-learner"]
+    baselines = [n for n, r in learners.items() if r["setup"]["kind"] == "baseline"]
     within_noise: list[str] = []
-    for baseline in (n for n in learners if n not in metas):
+    for baseline in baselines:
         for meta in metas:
             b, m = learners[baseline], learners[meta]
             for k, (b_mean, m_mean) in enumerate(zip(b["mean_return"], m["mean_return"],

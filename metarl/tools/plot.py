@@ -35,26 +35,40 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def adaptation_figure(results: Mapping[str, Any]) -> Figure:
-    """Mean return vs adaptation step, one line per learner with its 95% band, from the
-    ``results.json`` data that :func:`metarl.tools.compare.compare` writes."""
-    figure = _figure(8.5)
-    axes = figure.add_subplot()
+    """Two panels from the ``results.json`` data that :func:`metarl.tools.compare.compare`
+    writes: the mean return vs adaptation step, one line per learner with its 95% band (the
+    oracle dashed), and the per-task view: the share of tasks whose return after k steps beats
+    their own return before adaptation."""
+    figure = _figure(12.5)
+    returns, improved = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     for name, result in results["learners"].items():
-        (line,) = axes.plot(result["adapt_steps"], result["mean_return"], marker="o", label=name)
-        axes.fill_between(
+        style = "--" if name == "oracle" else "-"
+        (line,) = returns.plot(result["adapt_steps"], result["mean_return"], marker="o",
+                               linestyle=style, label=name)
+        returns.fill_between(
             result["adapt_steps"], result["ci95_low"], result["ci95_high"],
             color=line.get_color(), alpha=0.2, linewidth=0,
         )
-    axes.set_xticks(results["adapt_steps"])
+        shares = result.get("share_improved", [None])[1:]
+        if shares and name != "oracle":
+            improved.plot(result["adapt_steps"][1:], [100 * share for share in shares],
+                          marker="o", color=line.get_color(), label=name)
     budgets = {result["episodes_per_step"] for result in results["learners"].values()}
     each = f"{results['episodes_per_step']} real episodes each"
     if len(budgets) > 1:
         each += ", E for NAME@E"
-    axes.set_xlabel(f"adaptation steps ({each})")
-    axes.set_ylabel(f"mean return over {results['test_tasks']} tasks")
-    axes.set_title(f"{results['family']}, {results['split']} split (bands: 95% CI across tasks)")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="learner")
+    for axes in (returns, improved):
+        axes.set_xticks(results["adapt_steps"])
+        axes.set_xlabel(f"adaptation steps ({each})")
+        axes.grid(alpha=0.3)
+    returns.set_ylabel(f"mean return over {results['test_tasks']} tasks")
+    returns.set_title(f"{results['family']}, {results['split']} split (bands: 95% CI "
+                      "across tasks)")
+    improved.set_ylabel("tasks above their return before adaptation (%)")
+    improved.set_ylim(0, 100)
+    improved.set_title("per task: share of tasks improved")
+    improved.legend(*returns.get_legend_handles_labels(), loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0), title="learner")
     return figure
 
 
