@@ -36,8 +36,16 @@ test-ray: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,mujoco,tensorboard,ray]"
 	$(BIN)/python -m pytest -q tests/test_ray.py
 
+# mypy checks the installed package, metarl.envs and metarl.agents included: it reads them
+# through a tree of links laid out as the package installs (build/typecheck/metarl).
+TYPECHECK := build/typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check metarl envs agents scripts tests
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/metarl
+	for path in metarl/*; do ln -s "$(CURDIR)/$$path" $(TYPECHECK)/metarl/; done
+	ln -s "$(CURDIR)/envs" $(TYPECHECK)/metarl/envs
+	ln -s "$(CURDIR)/agents" $(TYPECHECK)/metarl/agents
+	cd $(TYPECHECK) && "$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" -p metarl
 
 # Regenerates the tables and figures under docs/results (about four hours on 2 cores;
 # the locomotion ones: scripts/locomotion_results.sh, about five more on one core).

@@ -22,6 +22,7 @@ PPO update consumes exactly one adaptation step's budget, in mini-batches of ``H
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from gymnasium.vector.utils import batch_space
 from tqdm.auto import tqdm
 
 from metarl.config import ConfigError, TrainConfig
+from metarl.family.base import TaskFamily
 from metarl.family.oracle import policy_returns
 from metarl.learn.adaptation import Actor, Adaptation
 from metarl.learn.learner import Learner
@@ -117,10 +119,14 @@ class TaskEnv(gym.Wrapper):
 
 
 def _vec_env(make: Callable[[int], gym.Env], n: int, seed: int) -> VecEnv:
+    """SB3's ``DummyVecEnv`` of ``n`` monitored envs ``make(i)``, seeded with ``seed``."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    env = DummyVecEnv([lambda i=i: Monitor(make(i)) for i in range(n)])
+    def monitored(i: int) -> Callable[[], gym.Env]:
+        return lambda: Monitor(make(i))
+
+    env = DummyVecEnv([monitored(i) for i in range(n)])
     env.seed(seed)
     return env
 
@@ -129,6 +135,10 @@ def _ppo(env: VecEnv, horizon: int, seed: int, device: torch.device) -> PPO:
     from stable_baselines3 import PPO
 
     return PPO("MlpPolicy", env, n_steps=horizon, batch_size=horizon, seed=seed, device=device)
+
+
+def _task_env(family: TaskFamily, task: Any, _: int) -> gym.Env:
+    return family.make_env(task)
 
 
 class PPOActor(Actor):
@@ -184,9 +194,9 @@ class _PPOBaseline(Learner):
         model = None
         for i, task in enumerate(tqdm(tasks, desc=self.name, unit="task", disable=None)):
             task_seed = int(task_seeds[i])
-            train_env = _vec_env(lambda _, task=task: family.make_env(task), episodes, task_seed)
-            eval_env = _vec_env(lambda _, task=task: family.make_env(task), episodes,
-                                task_seed + 1)
+            make = functools.partial(_task_env, family, task)
+            train_env = _vec_env(make, episodes, task_seed)
+            eval_env = _vec_env(make, episodes, task_seed + 1)
             with seeded_global_rng(task_seed, self.device):
                 model = _ppo(train_env, horizon, task_seed, self.device)
                 if start is not None:
@@ -252,7 +262,8 @@ class PPOFinetune(_PPOBaseline):
                              reset_num_timesteps=True)
         steps = self.model.num_timesteps
         self.env_steps += steps
-        mean = float(np.mean([info["r"] for info in self.model.ep_info_buffer] or [np.nan]))
+        episodes: Sequence[dict[str, Any]] = self.model.ep_info_buffer or []
+        mean = float(np.mean([info["r"] for info in episodes] or [np.nan]))
         return {"return_before": mean, "return_after": mean, "env_steps": steps,
                 "update_seconds": time.perf_counter() - began}
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -165,6 +165,9 @@ class LatentModel(nn.Module):
     one-hot encoded.
     """
 
+    action_low: Tensor
+    action_high: Tensor
+
     def __init__(
         self, observation_space: gym.spaces.Box, action_space: gym.Space, latent_size: int,
         hidden_sizes: Sequence[int],
@@ -172,9 +175,10 @@ class LatentModel(nn.Module):
         super().__init__()
         self.obs_dim = int(observation_space.shape[0])
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if self.discrete:
+        if isinstance(action_space, gym.spaces.Discrete):
             self.action_dim = int(action_space.n)
         else:
+            action_space = cast(gym.spaces.Box, action_space)
             self.action_dim = int(action_space.shape[0])
             self.register_buffer("action_low", torch.as_tensor(action_space.low).float())
             self.register_buffer("action_high", torch.as_tensor(action_space.high).float())
@@ -216,7 +220,7 @@ class LatentModel(nn.Module):
             reward_mean, reward_std = moments(data.reward[..., None], data.mask)
             self.target_mean = torch.cat([delta_mean, reward_mean])
             self.target_std = torch.cat([delta_std, reward_std])
-            self.fitted.fill_(True)
+            cast(Tensor, self.fitted).fill_(True)
 
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
         """For grouped ``obs`` ``[n, N, obs_dim]`` and actions: the rows ``w`` and offsets
@@ -224,7 +228,7 @@ class LatentModel(nn.Module):
         the last target is the termination logit) of the standardised targets."""
         inputs = torch.cat([obs, self.action_features(actions)], dim=-1)
         x = (inputs - self.input_mean) / self.input_std
-        for layer in self.trunk:
+        for layer in cast(list[nn.Linear], list(self.trunk)):
             x = torch.relu(layer(x))
         return self.head(x).unflatten(-1, (self.targets + 1, self.latent_size + 1))
 
@@ -435,7 +439,8 @@ class MBML(GradientLearner):
         starts = real.observations[0].view(real.n_tasks, real.episodes_per_task, -1)
         source = ImaginedTasks(
             self.model, latent, starts, self.family.max_episode_steps,
-            self.family.observation_space, self.family.action_space, self.options.imagine_mean,
+            cast(gym.spaces.Box, self.family.observation_space), self.family.action_space,
+            self.options.imagine_mean,
         )
         sampler = Sampler(source, self.policy, self.device)
         sampler.generator = generator
@@ -565,6 +570,6 @@ class MBML(GradientLearner):
         self.model.load_state_dict(state["model"])
         self.model_optimizer.load_state_dict(state["model_optimizer"])
         self.buffer = [
-            tuple(EpisodeBatch(**batch).to(self.device) for batch in pair)
-            for pair in state["buffer"]
+            (EpisodeBatch(**support).to(self.device), EpisodeBatch(**query).to(self.device))
+            for support, query in state["buffer"]
         ]

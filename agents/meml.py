@@ -300,8 +300,10 @@ class MEML(GradientLearner):
 
         def hessian_product(v: Tensor) -> Tensor:
             directions = unflat(v, like)
-            return sum(weight * flat(hessian_vector_product(graph, leaves, directions))
-                       for weight, leaves, graph in terms)
+            total = torch.zeros_like(v)
+            for weight, leaves, graph in terms:
+                total = total + weight * flat(hessian_vector_product(graph, leaves, directions))
+            return total
 
         mu = self.precision(self.log_prior.detach(), self.log_inner_lr.detach())
         precision = flat([m.expand_as(leaf) for m, leaf in zip(mu, like)])

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -38,9 +38,6 @@ from metarl.learn.memory import Memory, MemoryAdaptation, trial_adaptation
 from metarl.process import seeded_global_rng
 from metarl.registry import register_learner
 from metarl.rollout.trials import ActionCodec
-
-if TYPE_CHECKING:  # SB3 and sb3-contrib are imported when an RL^2 learner is built
-    from sb3_contrib import RecurrentPPO
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
 
@@ -130,7 +127,8 @@ class RL2(Learner):
         # RecurrentPPO's initial weights come from the run's seed alone, not from what is left
         # of the stream after the feed-forward policy every learner is built with.
         torch.manual_seed(config.seed)
-        self.model: RecurrentPPO = RecurrentPPO(
+        # Any: RecurrentPPO's annotations are the generic on-policy algorithm's.
+        self.model: Any = RecurrentPPO(
             "MlpLstmPolicy", self.training_env, learning_rate=options.learning_rate,
             n_steps=self.n_steps,
             batch_size=self.n_steps * n_envs // options.minibatches,
@@ -260,4 +258,5 @@ class RL2(Learner):
         self.model._n_updates = int(state["updates"])
         if self.normalizer is not None:
             stats = self.normalizer.ret_rms
-            stats.mean, stats.var, stats.count = (np.float64(v) for v in state["reward_scale"])
+            mean, var, count = (np.asarray(v, dtype=np.float64) for v in state["reward_scale"])
+            stats.mean, stats.var, stats.count = mean, var, float(count)

@@ -42,7 +42,8 @@ class TrialVecEnv(VecEnv):
         return self.trials.pop_completed()
 
     def reset(self) -> np.ndarray:
-        seed = self._seeds[0]
+        seeds: list[Any] = self._seeds
+        seed = seeds[0]
         obs = self.trials.restart() if seed is None else self.trials.reset(int(seed))
         self._reset_seeds()
         return obs
@@ -59,9 +60,8 @@ class TrialVecEnv(VecEnv):
                              "episode_return": float(result.episode_returns[i])})
         rewards = result.rewards.astype(np.float32)
         if result.trial_over.all():
-            for i, info in enumerate(infos):
-                info.update({"terminal_observation": result.observations[i],
-                             "TimeLimit.truncated": True})
+            for info, last in zip(infos, result.observations, strict=True):
+                info.update({"terminal_observation": last, "TimeLimit.truncated": True})
             return self.trials.restart(), rewards, np.ones(self.num_envs, dtype=bool), infos
         return result.observations, rewards, np.zeros(self.num_envs, dtype=bool), infos
 
@@ -69,7 +69,7 @@ class TrialVecEnv(VecEnv):
         self.trials.close()
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+        return [getattr(self, attr_name)] * len(list(self._get_indices(indices)))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self, attr_name, value)
@@ -77,7 +77,7 @@ class TrialVecEnv(VecEnv):
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
                    **method_kwargs: Any) -> list[Any]:
         result = getattr(self, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._get_indices(indices))
+        return [result] * len(list(self._get_indices(indices)))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        return [False] * len(list(self._get_indices(indices)))

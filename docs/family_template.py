@@ -40,7 +40,8 @@ class LineTargetEnv(ArrayEnv):
     A point starts within 0.1 of 0 on a line and must reach a hidden target in [-1, 1].
 
     ## Action Space
-    `Box(-0.2, 0.2, (1,), float32)`: the move; larger moves are clipped.
+    `line-target`: `Box(-0.2, 0.2, (1,), float32)`, the move; larger moves are clipped.
+    `line-target-discrete`: `Discrete(3)`, a move of -0.2, 0 or +0.2.
 
     ## Observation Space
     `Box(-5, 5, (1,), float32)`: the position.
@@ -55,8 +56,16 @@ class LineTargetEnv(ArrayEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
     render_size = (400, 120)
 
+    def record(self, reset: bool) -> None:
+        """Drawing history, kept after every reset and step (``self.state`` is the new state):
+        here the positions visited this episode, drawn as a trail."""
+        if reset:
+            self.trail: list[float] = []
+        self.trail.append(float(self.state["position"][0, 0]))
+
     def draw(self, canvas: Any) -> None:
-        """The current state (``self.state``, a batch of one) on a pygame Surface."""
+        """The current state (``self.state``, a batch of one) on a pygame Surface; the env
+        also keeps ``steps``, ``episode_return`` and ``last_reward`` for text."""
         import pygame  # imported lazily: only rendering needs it
 
         width, height = canvas.get_size()
@@ -67,8 +76,9 @@ class LineTargetEnv(ArrayEnv):
         canvas.fill((250, 250, 250))
         pygame.draw.line(canvas, (120, 120, 120), (0, height // 2), (width, height // 2), 2)
         pygame.draw.circle(canvas, (40, 170, 70), (x_pixel(self.task.target), height // 2), 10)
-        position = float(self.state["position"][0, 0])
-        pygame.draw.circle(canvas, (20, 40, 160), (x_pixel(position), height // 2), 7)
+        for x in self.trail[:-1]:
+            pygame.draw.circle(canvas, (170, 180, 220), (x_pixel(x), height // 2), 3)
+        pygame.draw.circle(canvas, (20, 40, 160), (x_pixel(self.trail[-1]), height // 2), 7)
 
 
 # 3. The family: class attributes, task distributions, and the dynamics written once as
@@ -87,7 +97,7 @@ class LineTarget(ArrayFamily):
     splits = ("test", "ood")
     env_class = LineTargetEnv
     observation_space = gym.spaces.Box(-5.0, 5.0, shape=(1,), dtype=np.float32)
-    action_space = gym.spaces.Box(-0.2, 0.2, shape=(1,), dtype=np.float32)
+    action_space: gym.spaces.Space = gym.spaces.Box(-0.2, 0.2, shape=(1,), dtype=np.float32)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[LineTask]:
         return [LineTask(target=float(t)) for t in rng.uniform(-1.0, 1.0, size=n)]
@@ -105,12 +115,16 @@ class LineTarget(ArrayFamily):
         """{name: array [B, ...]}: here "position" [B, 1] float64, uniform in [-0.1, 0.1)."""
         return {"position": rng.uniform(-0.1, 0.1, size=(1,))}
 
+    def moves(self, action: np.ndarray) -> np.ndarray:
+        """The moves [B, 1] that the actions [B, 1] (Box) ask for, clipped."""
+        return np.clip(action, -0.2, 0.2)
+
     def transition(
         self, state: State, action: np.ndarray, params: TaskArrays, rng: BatchRNG
     ) -> tuple[State, np.ndarray, np.ndarray]:
-        """state and action [B, 1] (float32, as the action space) in; the next state (same
-        keys and shapes), reward [B] float and terminated [B] bool out."""
-        position = np.clip(state["position"] + np.clip(action, -0.2, 0.2), -5.0, 5.0)
+        """state and action [B, ...] (the action space's dtype) in; the next state (same keys
+        and shapes), reward [B] float and terminated [B] bool out."""
+        position = np.clip(state["position"] + self.moves(action), -5.0, 5.0)
         reward = -np.abs(position - params["target"])[:, 0]
         return {"position": position}, reward, np.zeros(len(reward), dtype=bool)
 
@@ -129,5 +143,30 @@ class LineTarget(ArrayFamily):
         return step.astype(self.action_space.dtype)
 
 
-# 4. One registration line: the metarl registry and the Gymnasium id at once.
+# Discrete actions: the same family with Discrete(3). Its actions arrive as integers [B]
+#    (an array of the space's dtype, int64), and its oracle returns integers in [0, n).
+class DiscreteLineTarget(LineTarget):
+    name = "line-target-discrete"
+    env_id = "metarl/LineTargetDiscrete-v0"
+    action_space = gym.spaces.Discrete(3)
+    STEPS = np.array([-0.2, 0.0, 0.2])
+
+    def moves(self, action: np.ndarray) -> np.ndarray:
+        """Action 0, 1, 2 [B] moves by -0.2, 0, +0.2: [B, 1]."""
+        return self.STEPS[np.asarray(action, dtype=np.int64)][:, None]
+
+    def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
+        """[B] int: the move that brings the point nearest the target."""
+        after = state["position"] + self.STEPS[None, :]  # [B, 3]
+        return np.argmin(np.abs(after - params["target"]), axis=1).astype(np.int64)
+
+
+# Fixed sets of tasks: a family whose tasks come from a fixed list (a permutation of arms per
+#    task, a set of levels) draws indices into that list in sample_tasks and test_tasks, and
+#    keeps the list as a module constant, so a task (its index, or the permutation itself as a
+#    tuple) still round-trips through JSON. Keep the held-out list apart from the training one
+#    (e.g. every fifth permutation is held out) so that test tasks are really unseen.
+
+# 4. One registration line per family: the metarl registry and the Gymnasium id at once.
 register_family(LineTarget.name, LineTarget)
+register_family(DiscreteLineTarget.name, DiscreteLineTarget)

@@ -31,6 +31,8 @@ TARGET_WIDTH = 0.5
 START_NOISE = 0.05
 """Each start-state component is uniform in [-0.05, 0.05]."""
 
+MAX_PHYSICS = 1000.0
+"""Largest value of a physical parameter (gravity, masses, length, force) a task may have."""
 TRAIN_RANGES: dict[str, tuple[float, float]] = {
     "gravity": (8.0, 12.0),
     "cart_mass": (0.5, 1.5),
@@ -82,8 +84,9 @@ class CartPoleTask:
             raise ValueError(f"actuator_sign must be -1 or 1, got {self.actuator_sign!r}")
         for name in ("gravity", "cart_mass", "pole_mass", "pole_half_length", "force_mag"):
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if not (isinstance(value, numbers.Real) and 0 < float(value) <= MAX_PHYSICS):
+                raise ValueError(f"{name} must be a number in (0, {MAX_PHYSICS:g}], got "
+                                 f"{value!r}")
         if not abs(self.target) < X_THRESHOLD:
             raise ValueError(
                 f"target must lie on the track (-{X_THRESHOLD}, {X_THRESHOLD}), got {self.target!r}"

@@ -17,6 +17,8 @@ MAX_STEP = 0.1
 GOAL_RADIUS = 0.01
 TRAIN_HALF_WIDTH = 0.5
 OOD_HALF_WIDTH = 1.0
+MAX_GOAL = 10.0
+"""Largest goal coordinate a task may have (100 steps of 0.1 reach at most 10)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,11 @@ class NavigationTask:
     """A goal position in the plane."""
 
     goal: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if len(self.goal) != 2 or not all(abs(float(v)) <= MAX_GOAL for v in self.goal):
+            raise ValueError(f"navigation goal {self.goal!r} must be two coordinates in "
+                             f"[-{MAX_GOAL:g}, {MAX_GOAL:g}]")
 
     @property
     def distance_from_start(self) -> float:

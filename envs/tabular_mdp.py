@@ -213,7 +213,8 @@ class TabularMDP(ArrayFamily):
         for _ in range(n):
             transitions = rng.dirichlet(np.ones(N_STATES), size=(N_STATES, N_ACTIONS))
             means = rng.normal(*REWARD_MEAN_PRIOR, size=(N_STATES, N_ACTIONS))
-            tasks.append(TabularMDPTask(transitions=transitions, reward_means=means))
+            tasks.append(TabularMDPTask(transitions=_tuples(transitions),
+                                        reward_means=_tuples(means)))
         return tasks
 
     def task_params(self, tasks: Sequence[TabularMDPTask]) -> TaskArrays:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
-from metarl.family.base import TaskFamily
+from metarl.family.base import TaskFamily, held_out_tasks
 from metarl.learn.adaptation import Actor
 from metarl.learn.learner import Learner
 from metarl.process import set_threads
@@ -120,7 +120,7 @@ class MetaLearner:
                                                 "adapt_steps": adapt_steps,
                                                 "episodes": episodes, "seed": seed},
                              what="evaluation setting")
-        tasks = self.family.test_tasks(settings.test_tasks, settings.seed, settings.split)
+        tasks = held_out_tasks(self.family, settings.test_tasks, settings.seed, settings.split)
         return evaluate(self.learner, tasks, settings.adapt_steps, settings.episodes,
                         settings.seed, settings.split)
 
@@ -225,9 +225,8 @@ def load(path: str | Path, device: str = "auto", *, threads: int = 1) -> MetaLea
     if where.is_dir():
         run = RunDirectory(where)
         learner = run.load(target)
-        history = [{key: float(value) for key, value in row.items()} for row in run.metrics()
-                   if all(value not in (None, "") for value in row.values())]
-        return MetaLearner(learner, run.iteration, history[:run.iteration])
+        history = [row for row in run.metrics() if row["iteration"] <= run.iteration]
+        return MetaLearner(learner, run.iteration, history)
     state = read_checkpoint(where)
     return MetaLearner(learner_from_state(state, target, str(where)), int(state["iteration"]))
 

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from metarl import registry
-from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict, load_json
+from metarl.config import (
+    ConfigError,
+    EvaluationConfig,
+    TrainConfig,
+    from_dict,
+    load_json,
+    parse_json,
+    shown,
+)
+from metarl.family.tracebacks import describe, user_frame
 from metarl.process import set_threads
 from metarl.rollout.sampler import SamplerError
 
@@ -128,6 +137,7 @@ def _load(run_dir: str, device: str) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from metarl.family.base import held_out_tasks
     from metarl.run.directory import RunDirectory
     from metarl.run.evaluation import evaluate, format_table
     from metarl.run.factory import resolve_device
@@ -139,7 +149,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         check_output_file(Path(args.json), "--json")
     run = RunDirectory(args.run_dir)
     learner = run.load(resolve_device(args.device))
-    tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
+    tasks = held_out_tasks(learner.family, evaluation.test_tasks, evaluation.seed,
+                           evaluation.split)
     result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
                       evaluation.seed, evaluation.split)
     print(format_table(result))
@@ -188,12 +199,9 @@ def _bench(args: argparse.Namespace) -> None:
     from metarl.run.rundir import write_json
     from metarl.tools.bench import run_bench
 
-    try:
-        options = json.loads(args.algo_options)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--algo-options is not a JSON object: {error}") from None
+    options = parse_json(args.algo_options, "--algo-options")
     if not isinstance(options, dict):
-        raise ConfigError(f"--algo-options must be a JSON object, got {args.algo_options!r}")
+        raise ConfigError(f"--algo-options must be a JSON object, got {shown(options)}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
     families = registry.family_names() if args.families == "all" else [
@@ -477,6 +485,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as error:
         where = f" {error.filename!r}" if error.filename else ""
         print(f"metarl: error: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        if not user_frame(error):  # metarl's own or a library's: a bug to show in full
+            raise
+        print(f"metarl: error: code outside metarl failed: {describe(error)}; fix it there",
+              file=sys.stderr)
         return EXIT_ERROR
     return 0
 

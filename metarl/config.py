@@ -27,6 +27,16 @@ MAX_COLUMNS = 1_000_000
 """The most (task, episode) pairs a batch may hold at once."""
 
 
+MAX_TEXT = 1000
+"""The longest text setting (names, addresses) accepted."""
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never echo a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def option(default: Any, help: str, **checks: Any) -> Any:
     """A dataclass field with command-line help and checks (``min``, ``max``, ``choices``)."""
     return field(default=default, metadata={"help": help, **checks})
@@ -47,14 +57,14 @@ def validate(instance: Any) -> None:
         values = value if isinstance(value, tuple) else (value,)
         for v in values:
             if "min" in f.metadata and v < f.metadata["min"]:
-                raise ConfigError(f"{flag} must be >= {f.metadata['min']}, got {value!r}")
+                raise ConfigError(f"{flag} must be >= {f.metadata['min']}, got {shown(value)}")
             if "above" in f.metadata and v <= f.metadata["above"]:
-                raise ConfigError(f"{flag} must be > {f.metadata['above']}, got {value!r}")
+                raise ConfigError(f"{flag} must be > {f.metadata['above']}, got {shown(value)}")
             if "max" in f.metadata and v > f.metadata["max"]:
-                raise ConfigError(f"{flag} must be <= {f.metadata['max']}, got {value!r}")
+                raise ConfigError(f"{flag} must be <= {f.metadata['max']}, got {shown(value)}")
             if "choices" in f.metadata and v not in f.metadata["choices"]:
                 raise ConfigError(
-                    f"{flag} must be one of {list(f.metadata['choices'])}, got {value!r}"
+                    f"{flag} must be one of {list(f.metadata['choices'])}, got {shown(value)}"
                 )
 
 
@@ -82,9 +92,11 @@ def _check_type(flag: str, value: Any, kind: Any) -> None:
     elif kind is float:
         ok, expected = is_int(value) or isinstance(value, float), "a number"
         if ok and not math.isfinite(value):
-            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+            raise ConfigError(f"{flag} must be a finite number, got {shown(value)}")
     elif kind is str:
         ok, expected = isinstance(value, str), "a string"
+        if ok and len(value) > MAX_TEXT:
+            raise ConfigError(f"{flag} is {len(value):,} characters long; at most {MAX_TEXT:,}")
     elif origin is tuple:
         ok = isinstance(value, tuple) and bool(value) and all(is_int(v) for v in value)
         expected = "one or more integers"
@@ -94,7 +106,7 @@ def _check_type(flag: str, value: Any, kind: Any) -> None:
     else:
         return
     if not ok:
-        raise ConfigError(f"{flag} must be {expected}, got {value!r}")
+        raise ConfigError(f"{flag} must be {expected}, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -166,11 +178,11 @@ def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
     """Build dataclass ``cls`` from a mapping; unknown keys and bad values are errors (one
     place for every source of settings: flags, config files, sweeps and checkpoints)."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{what} must be a JSON object, got {data!r}")
+        raise ConfigError(f"{what} must be a JSON object, got {shown(data)}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"unknown {what} key(s) {unknown}; known: {sorted(names)}")
+        raise ConfigError(f"unknown {what} key(s) {shown(unknown)}; known: {sorted(names)}")
     values = {key: tuple(value) if isinstance(value, list) else value
               for key, value in data.items()}
     instance = cls(**values)
@@ -178,11 +190,33 @@ def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:
     return instance
 
 
+MAX_JSON_BYTES = 1_000_000
+"""The largest config file or JSON argument read: settings, not data."""
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``text`` parsed as JSON; too long, too deeply nested or malformed text is a one-line
+    :class:`ConfigError` naming ``what`` (never the whole text)."""
+    if len(text) > MAX_JSON_BYTES:
+        raise ConfigError(f"{what} is {len(text):,} characters of JSON; settings take at most "
+                          f"{MAX_JSON_BYTES:,}")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{what} is JSON nested too deeply to be settings") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{what} is not valid JSON: {error}") from None
+
+
 def load_json(path: str | Path) -> dict[str, Any]:
     """A JSON object from a file; a missing, unreadable or malformed file is a one-line
     :class:`ConfigError`."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if Path(path).stat().st_size > MAX_JSON_BYTES:
+            raise ConfigError(f"config file {str(path)!r} is {Path(path).stat().st_size:,} "
+                              f"bytes; a config file holds settings, at most "
+                              f"{MAX_JSON_BYTES:,}")
+        data = parse_json(Path(path).read_text(encoding="utf-8"), f"config file {str(path)!r}")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except IsADirectoryError:
@@ -192,8 +226,6 @@ def load_json(path: str | Path) -> dict[str, Any]:
             from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
     return data

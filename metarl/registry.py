@@ -38,18 +38,31 @@ _UNAVAILABLE: dict[str, str] = {}
 _plugins_loaded = False
 
 
+BUILTIN_PLUGINS = ("metarl.envs", "metarl.agents")
+"""The built-in families and learners: loaded first, so no plugin can take their names."""
+
+
 def load_plugins() -> None:
-    """Import every module registered under the ``metarl.plugins`` entry-point group (once)."""
+    """Import the built-in families and learners, then every module registered under the
+    ``metarl.plugins`` entry-point group (once). A plugin that fails to import (an exception,
+    ``sys.exit``, even a ``KeyboardInterrupt`` raised by its code) or that registers a name
+    already taken is skipped with a one-line warning naming its entry point."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    for module in BUILTIN_PLUGINS:
+        importlib.import_module(module)
     for entry_point in entry_points(group="metarl.plugins"):
+        if entry_point.value in BUILTIN_PLUGINS:
+            continue
         try:
             entry_point.load()
-        except Exception as error:  # a broken plugin must not take every command down
+        except BaseException as error:  # a broken plugin must not take every command down
+            reason = (f"{type(error).__name__} at import" if isinstance(
+                error, SystemExit | KeyboardInterrupt) else describe(error))
             warnings.warn(f"metarl plugin {entry_point.name!r} ({entry_point.value}) was "
-                          f"skipped: {describe(error)}", stacklevel=2)
+                          f"skipped: {reason}", stacklevel=2)
 
 
 def load_user_module(spec: str) -> ModuleType:
@@ -61,7 +74,9 @@ def load_user_module(spec: str) -> ModuleType:
         if spec.endswith(".py"):
             if not path.is_file():
                 raise ConfigError(f"no Python file {spec!r}")
-            name = path.stem
+            # Under a name of its own: a file called json.py or torch.py must not take the
+            # place of the module of that name for the rest of the process.
+            name = f"{USER_MODULES}.{_identifier(str(path.resolve()))}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
@@ -76,6 +91,15 @@ def load_user_module(spec: str) -> ModuleType:
                           "or a path to a .py file") from None
     except Exception as error:
         raise ConfigError(f"importing {spec!r} failed: {describe(error)}") from None
+
+
+USER_MODULES = "metarl_user_modules"
+"""The namespace ``.py`` files given on the command line are imported under."""
+
+
+def _identifier(text: str) -> str:
+    """``text`` as a module name: every other character an underscore."""
+    return "".join(c if c.isalnum() else "_" for c in text)
 
 
 def load_family(spec: str) -> TaskFamily:
@@ -109,7 +133,8 @@ def register_family(name: str, factory: FamilyFactory, **kwargs: Any) -> None:
     family's), so ``gymnasium.make(env_id, task=...)`` works.
     """
     if name in _FAMILIES:
-        raise ValueError(f"a task family named {name!r} is already registered")
+        raise ValueError(f"a task family named {name!r} is already registered; choose "
+                         "another name")
     build = functools.partial(factory, **kwargs) if kwargs else factory
     _FAMILIES[name] = build
     env_id = getattr(factory, "env_id", None) if not kwargs else None
@@ -162,9 +187,10 @@ def family_names() -> list[str]:
 
 
 def register_learner(name: str) -> Callable[[type], type]:
-    """Class decorator registering a meta-learner under ``name``."""
+    """Class decorator registering a learner (a :class:`metarl.learn.learner.Learner`
+    subclass) under ``name``."""
 
-    def decorator(cls: type) -> type:
+    def decorator(cls: Any) -> Any:
         if name in _LEARNERS:
             raise ValueError(f"a learner named {name!r} is already registered")
         _LEARNERS[name] = cls
@@ -174,7 +200,9 @@ def register_learner(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def get_learner(name: str) -> type:
+def get_learner(name: str) -> Any:
+    """The learner class registered as ``name`` (a :class:`metarl.learn.learner.Learner`
+    subclass; typed loosely, as the registry sits below the learner protocol)."""
     load_plugins()
     if name not in _LEARNERS:
         raise ConfigError(

@@ -20,6 +20,7 @@ def test_template_family_passes_the_checker():
     sys.modules["family_template"] = module
     spec.loader.exec_module(module)
     assert check_family(module.LineTarget()) == []
+    assert check_family(module.DiscreteLineTarget()) == []
 
 
 def make_outside_package(root: Path) -> dict[str, str]:

@@ -45,6 +45,8 @@ GOAL_RADIUS = 3.0
 """Training goals are uniform in the disc of this radius around the start."""
 OOD_RADIUS = 4.0
 """The ``ood`` split's goals are uniform in the ring GOAL_RADIUS < r <= OOD_RADIUS."""
+MAX_GOAL = 100.0
+"""Largest goal coordinate a task may have, in metres."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class GoalTask:
         if not (isinstance(self.goal, tuple) and len(self.goal) == 2):
             raise ValueError(f"goal must be a pair (x, y), got {self.goal!r}")
         for value in self.goal:
-            check_real("goal coordinate", value)
+            check_real("goal coordinate", value, MAX_GOAL)
 
     @property
     def distance_from_start(self) -> float:

@@ -55,10 +55,11 @@ def direction_params(tasks: Sequence[DirectionTask]) -> TaskArrays:
     return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
 
 
-def check_real(name: str, value: Any) -> None:
-    """Reject a task value that is not a finite real number, naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+def check_real(name: str, value: Any, bound: float) -> None:
+    """Reject a task value that is not a real number in ``[-bound, bound]``, naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not abs(float(value)) <= bound:
+        raise ValueError(f"{name} must be a number in [-{bound:g}, {bound:g}], got {value!r}")
 
 
 class LocomotionFamily(ArrayFamily):
@@ -133,6 +134,7 @@ class LocomotionEnv(ArrayEnv):
     """Base of the locomotion envs: keeps the episode's history for the drawing."""
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 20}
+    family: LocomotionFamily
 
     def record(self, reset: bool) -> None:
         if reset:

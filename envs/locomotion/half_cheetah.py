@@ -27,6 +27,8 @@ from metarl.family.rng import BatchRNG
 
 CTRL_COST_WEIGHT = 0.1
 """HalfCheetah-v5's control cost weight (rllab's, used by MAML, is 0.05)."""
+MAX_VELOCITY = 100.0
+"""Largest target speed a task may ask for, in m/s."""
 TRAIN_VELOCITIES = (0.0, 2.0)
 """Training target velocities are uniform in [0, 2] m/s (the MAML paper)."""
 OOD_VELOCITIES = (2.0, 3.0)
@@ -40,7 +42,7 @@ class VelocityTask:
     velocity: float
 
     def __post_init__(self) -> None:
-        check_real("velocity", self.velocity)
+        check_real("velocity", self.velocity, MAX_VELOCITY)
 
 
 class HalfCheetahFamily(LocomotionFamily):

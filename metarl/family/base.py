@@ -11,13 +11,14 @@ import abc
 import dataclasses
 import json
 import math
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
-from metarl.config import ConfigError
+from metarl.config import MAX_COLUMNS, ConfigError
 from metarl.family.vector import BatchedEnv, SyncBatchedEnv
 
 # Held-out splits draw from a stream that training never touches, whatever the seeds.
@@ -34,9 +35,10 @@ class TaskFamily(abc.ABC):
     :class:`metarl.family.array.ArrayFamily`.
     """
 
-    name: ClassVar[str]
-    """Registry name, e.g. ``"navigation2d"``."""
-    env_id: ClassVar[str]
+    name: str
+    """Registry name, e.g. ``"navigation2d"`` (a class attribute, or set in ``__init__`` by a
+    family with constructor parameters)."""
+    env_id: str
     """Gymnasium id, e.g. ``"metarl/Navigation2D-v0"``."""
     task_type: ClassVar[type]
     """The frozen dataclass of one task."""
@@ -70,6 +72,7 @@ class TaskFamily(abc.ABC):
 
     def test_tasks(self, n: int, seed: int = 0, split: str = "test") -> list[Any]:
         """A fixed, reproducible held-out split of ``n`` tasks."""
+        check_count("test tasks", n)
         self.check_split(split)
         rng = np.random.default_rng([_HELD_OUT_STREAM, seed])
         return self.sample_ood_tasks(n, rng) if split == "ood" else self.sample_tasks(n, rng)
@@ -99,20 +102,28 @@ class TaskFamily(abc.ABC):
         return json.loads(json.dumps(dataclasses.asdict(task)))
 
     def task_from_json(self, data: Mapping[str, Any]) -> Any:
-        """Rebuild a task from :meth:`task_to_json`'s dict (lists become tuples)."""
+        """Rebuild a task from :meth:`task_to_json`'s dict (lists become tuples). Every value
+        is checked against the task dataclass's field types (numbers finite, tuples of the
+        declared lengths) before the dataclass checks its own ranges; a bad task is a
+        :class:`~metarl.config.ConfigError` naming the field."""
         fields = {f.name for f in dataclasses.fields(self.task_type)}
         unknown = set(data) - fields
-        missing = fields - set(data)
+        missing = {f.name for f in dataclasses.fields(self.task_type)
+                   if f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING} - set(data)
         if unknown or missing:
-            raise ValueError(
-                f"bad {self.name} task {dict(data)!r}: expected keys {sorted(fields)}"
-                + (f", unknown {sorted(unknown)}" if unknown else "")
+            raise ConfigError(
+                f"bad {self.name} task: expected keys {sorted(fields)}"
+                + (f", unknown {sorted(map(str, unknown))[:10]}" if unknown else "")
                 + (f", missing {sorted(missing)}" if missing else "")
             )
-        if not _finite(data):
-            raise ConfigError(f"bad {self.name} task {dict(data)!r}: every number must be "
-                              "finite")
-        return self.task_type(**{key: _to_tuple(value) for key, value in data.items()})
+        hints = typing.get_type_hints(self.task_type)
+        values = {key: _typed(value, hints[key], f"{self.name} task field {key!r}")
+                  for key, value in data.items()}
+        try:
+            return self.task_type(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad {self.name} task: {_clip(str(error))}") from None
 
     def coerce_task(self, task: Any) -> Any:
         """Accept a task or its JSON dict; anything else is an error naming what was given."""
@@ -129,15 +140,56 @@ class TaskFamily(abc.ABC):
         return f"<TaskFamily {self.name} ({self.env_id})>"
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(_finite(v) for v in value)
-    return not isinstance(value, float) or math.isfinite(value)
+def check_count(what: str, n: Any) -> None:
+    """Refuse a number of tasks that is not a whole number in ``[1, MAX_COLUMNS]``."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_COLUMNS:
+        raise ConfigError(f"the number of {what} must be a whole number in [1, {MAX_COLUMNS:,}], "
+                          f"got {_clip(repr(n))}")
 
 
-def _to_tuple(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_to_tuple(v) for v in value)
+def held_out_tasks(family: TaskFamily, n: int, seed: int = 0, split: str = "test") -> list[Any]:
+    """``family.test_tasks(n, seed, split)``, checked: exactly ``n`` tasks of the family's
+    task type (a family that overrides ``test_tasks`` cannot hand evaluation a split of
+    another size)."""
+    check_count("test tasks", n)
+    family.check_split(split)
+    tasks = family.test_tasks(int(n), seed, split)
+    if not isinstance(tasks, list | tuple) or len(tasks) != n:
+        count = len(tasks) if isinstance(tasks, list | tuple) else type(tasks).__name__
+        raise ConfigError(f"family {family.name!r}: test_tasks({n}, seed={seed}, "
+                          f"split={split!r}) returned {count} tasks; it must return exactly {n}")
+    return [family.coerce_task(task) for task in tasks]
+
+
+def _typed(value: Any, kind: Any, what: str) -> Any:
+    """``value`` as field type ``kind`` (float, int, bool, str, ``tuple[X, ...]`` or
+    ``tuple[X, Y]``, nested), lists becoming tuples; anything else is a
+    :class:`ConfigError`. The check follows the declared type, so a value nested deeper than
+    its type is refused without walking it."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{what} must be a list, got {_clip(repr(value))}")
+        items = typing.get_args(kind)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_typed(item, items[0], what) for item in value)
+        if len(value) != len(items):
+            raise ConfigError(f"{what} must hold {len(items)} values, got {len(value)}")
+        return tuple(_typed(item, item_kind, what) for item, item_kind in zip(value, items))
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
+            raise ConfigError(f"{what} must be a finite number, got {_clip(repr(value))}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{what} must be a whole number, got {_clip(repr(value))}")
+        return value
+    if kind in (bool, str) and not isinstance(value, kind):
+        raise ConfigError(f"{what} must be a {kind.__name__}, got {_clip(repr(value))}")
     return value
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters, so a huge value never floods an error."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

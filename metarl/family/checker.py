@@ -14,7 +14,7 @@ import dataclasses
 import json
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -101,7 +101,8 @@ def _check_attributes(family: TaskFamily) -> list[str]:
     if problems:
         return problems
     task_type = family.task_type
-    if not (dataclasses.is_dataclass(task_type) and task_type.__dataclass_params__.frozen):
+    params = getattr(task_type, "__dataclass_params__", None)
+    if not (dataclasses.is_dataclass(task_type) and params is not None and params.frozen):
         problems.append(
             f"task_type {family.task_type!r} is not a frozen dataclass: "
             "declare it with @dataclass(frozen=True)"
@@ -120,6 +121,10 @@ def _check_attributes(family: TaskFamily) -> list[str]:
         problems.append("sample_ood_tasks(n, rng) is implemented but splits does not list "
                         "'ood': add it, e.g. splits = ('test', 'ood')")
     return problems
+
+
+SPREAD_TASKS = 20
+"""Tasks drawn to compare how varied the held-out splits are with the training draws."""
 
 
 def _check_tasks(family: TaskFamily) -> list[str]:
@@ -157,6 +162,13 @@ def _check_tasks(family: TaskFamily) -> list[str]:
             problems.append(f"test_tasks(split={split!r}) is not reproducible for a fixed seed")
         if len(split_tasks) != N_TASKS:
             problems.append(f"test_tasks({N_TASKS}, split={split!r}) returned {len(split_tasks)}")
+    drawn = len(set(family.sample_tasks(SPREAD_TASKS, np.random.default_rng(1))))
+    for split in family.splits:
+        held_out = len(set(family.test_tasks(SPREAD_TASKS, seed=0, split=split)))
+        if drawn > 2 and held_out < drawn / 2:
+            problems.append(f"test_tasks({SPREAD_TASKS}, split={split!r}) holds only {held_out} "
+                            f"distinct tasks where sample_tasks draws {drawn}: held-out tasks "
+                            "must be drawn like training ones, not repeated")
     return problems
 
 
@@ -200,11 +212,12 @@ def _check_arrays(family: TaskFamily) -> list[str]:
                         f"= {(batch,)}, got {terminated.dtype} {terminated.shape}: return a "
                         "comparison (distance < radius) or np.zeros(B, dtype=bool)")
     obs = np.asarray(_call(family.observe, "observe(state, params)", next_state, params))
-    expected = (batch, *family.observation_space.shape)
+    expected = (batch, *(family.observation_space.shape or ()))
+    dtype = family.observation_space.dtype
     if obs.shape != expected:
         problems.append(f"observe(state, params) must return [B, *observation shape] = "
                         f"{expected}, got {obs.shape}")
-    elif not np.can_cast(obs.dtype, family.observation_space.dtype, casting="same_kind"):
+    elif dtype is not None and not np.can_cast(obs.dtype, dtype, casting="same_kind"):
         problems.append(f"observe(state, params) must return numbers castable to "
                         f"{family.observation_space.dtype}, got {obs.dtype}")
     return problems
@@ -216,14 +229,14 @@ def _check_randomness(family: TaskFamily) -> list[str]:
         return []
     tasks = family.test_tasks(N_TASKS)
     params = family.task_params(tasks)
-    global_state = np.random.get_state()
+    global_state = cast(tuple[Any, ...], np.random.get_state())
     rng = BatchRNG.from_seed(SEED, N_TASKS)
     state = family.initial_state(params, rng)
     space = copy.deepcopy(family.action_space)
     space.seed(SEED)
     actions = np.stack([space.sample() for _ in range(N_TASKS)])
     family.transition(state, actions, params, rng)
-    after = np.random.get_state()
+    after = cast(tuple[Any, ...], np.random.get_state())
     used = not np.array_equal(global_state[1], after[1]) or global_state[2] != after[2]
     np.random.set_state(global_state)
     if used:
@@ -284,9 +297,10 @@ def _check_gymnasium(family: TaskFamily) -> list[str]:
         )
     else:
         made = gym.make(family.env_id, task=family.task_to_json(task))
-        if made.spec.max_episode_steps != family.max_episode_steps:
+        registered = made.spec.max_episode_steps if made.spec is not None else None
+        if registered != family.max_episode_steps:
             problems.append(
-                f"gymnasium registration has max_episode_steps={made.spec.max_episode_steps}, "
+                f"gymnasium registration has max_episode_steps={registered}, "
                 f"the family says {family.max_episode_steps}"
             )
         made.close()
@@ -360,7 +374,8 @@ def _check_batched(family: TaskFamily) -> list[str]:
         step_native = native.step(actions)
         step_fallback = fallback.step(actions)
         for index, what in ((0, "observations"), (1, "rewards"), (2, "terminated")):
-            a, b = step_native[index][alive], step_fallback[index][alive]
+            a = np.asarray(step_native[index])[alive]
+            b = np.asarray(step_fallback[index])[alive]
             if not np.array_equal(a, b):
                 problems.append(_disagree(family, what, t + 1))
         if problems:
@@ -413,7 +428,7 @@ def _check_oracle(family: TaskFamily) -> list[str]:
     env.reset(seed=SEED)
     batch = env.num_envs
     space = family.action_space
-    expected = (batch, *space.shape)
+    expected = (batch, *(space.shape or ()))
     for t in range(min(ORACLE_STEPS, family.max_episode_steps)):
         actions = _call(family.oracle_action, "oracle_action(state, params)", env.state,
                         env.params)

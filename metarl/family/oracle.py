@@ -9,12 +9,12 @@ limit a meta-learner's adaptation approaches, the ``oracle`` row beside the lear
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from metarl.config import ConfigError
-from metarl.family.array import ArrayFamily
+from metarl.family.array import ArrayFamily, ArrayVectorEnv
 from metarl.family.base import TaskFamily
 from metarl.family.vector import BatchedEnv
 
@@ -46,8 +46,11 @@ def oracle_returns(
             "here (a family provides one by implementing ArrayFamily.oracle_action)"
         )
     assert isinstance(family, ArrayFamily)
-    return policy_returns(family, tasks, episodes, seed,
-                          lambda env: family.oracle_action(env.state, env.params))
+    def act(env: BatchedEnv) -> np.ndarray:
+        native = cast(ArrayVectorEnv, env)
+        return family.oracle_action(native.state, native.params)
+
+    return policy_returns(family, tasks, episodes, seed, act)
 
 
 def policy_returns(

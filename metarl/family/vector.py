@@ -53,7 +53,7 @@ class SyncBatchedEnv(BatchedEnv):
             raise ValueError("SyncBatchedEnv needs at least one env")
         self.envs = envs
         self._set_spaces(len(envs), envs[0].observation_space, envs[0].action_space)
-        self._observations = create_empty_array(self.single_observation_space, len(envs))
+        self._observations: Any = create_empty_array(self.single_observation_space, len(envs))
         self._done = np.zeros(len(envs), dtype=bool)
 
     def reset(

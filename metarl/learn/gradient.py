@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class Rollouts:
 class GradientLearner(Learner):
     """Base of the gradient meta-learners: the policy, its sampler and the meta-iteration."""
 
-    phases = ("sampling", "inner", "outer")
+    phases: ClassVar[tuple[str, ...]] = ("sampling", "inner", "outer")
 
     def __init__(self, family: TaskFamily, config: TrainConfig, device: torch.device) -> None:
         super().__init__(family, config, device)

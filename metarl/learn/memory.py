@@ -146,4 +146,5 @@ class MemoryActor(Actor):
 
     def feedback(self, column: int, reward: float, done: bool) -> None:
         features = self.policy.codec.features(self.actions[column])
-        self.tails[column] = np.concatenate([features, np.float32([reward, float(done)])])
+        self.tails[column] = np.concatenate([features, np.array([reward, float(done)],
+                                                                np.float32)])

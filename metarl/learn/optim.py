@@ -19,7 +19,7 @@ def hessian_vector_product(
     """``H d`` for the Hessian whose gradient ``gradient`` (built with ``create_graph``) was
     taken with respect to ``leaves``; ``directions`` are shaped like ``leaves``. The graph is
     kept for further products."""
-    inner = sum((g * d).sum() for g, d in zip(gradient, directions, strict=True))
+    inner = torch.stack([(g * d).sum() for g, d in zip(gradient, directions, strict=True)]).sum()
     return list(torch.autograd.grad(inner, list(leaves), retain_graph=True))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -69,6 +69,9 @@ class MLPPolicy(nn.Module):
     starts the policy near mean-zero actions, or near-uniform choices).
     """
 
+    action_shape: tuple[int, ...]
+    action_dtype: torch.dtype
+
     def __init__(
         self, obs_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str,
         output_scale: float = 1.0,
@@ -78,11 +81,12 @@ class MLPPolicy(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; choose from {list(ACTIVATIONS)}")
         sizes = [obs_dim, *hidden_sizes, out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        for layer in self.layers:
+        linears = [cast(nn.Linear, layer) for layer in self.layers]
+        for layer in linears:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
         with torch.no_grad():
-            self.layers[-1].weight.mul_(output_scale)
+            linears[-1].weight.mul_(output_scale)
         self.activation_name = activation
         self._activation = ACTIVATIONS[activation]
 
@@ -158,7 +162,8 @@ class GaussianMLPPolicy(MLPPolicy):
         return torch.randn((*batch_shape, *self.action_shape), generator=generator, device=device)
 
     def actions_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
-        return dist.base_dist.loc + dist.base_dist.scale * noise
+        base = cast(Independent, dist).base_dist
+        return base.loc + base.scale * noise
 
 
 class CategoricalMLPPolicy(MLPPolicy):
@@ -183,9 +188,10 @@ class CategoricalMLPPolicy(MLPPolicy):
 
     def actions_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
         """Inverse-CDF sampling: the first action whose cumulative probability exceeds noise."""
-        cdf = dist.probs.cumsum(dim=-1)
+        probs = cast(Categorical, dist).probs
+        cdf = probs.cumsum(dim=-1)
         below = (cdf < noise.unsqueeze(-1) * cdf[..., -1:]).sum(dim=-1)
-        return below.clamp(max=dist.probs.shape[-1] - 1)
+        return below.clamp(max=probs.shape[-1] - 1)
 
 
 def make_policy(

@@ -92,7 +92,8 @@ class RaySampler(Sampler):
         self.max_retries = max_retries
         worker_policy = copy.deepcopy(policy).cpu()
         self.workers = [
-            _SamplerWorker.remote(family, worker_policy) for _ in range(num_workers)
+            _SamplerWorker.remote(family, worker_policy)  # type: ignore[attr-defined]
+            for _ in range(num_workers)
         ]
 
     def rollout(

@@ -22,7 +22,8 @@ class EnvSource(Protocol):
     """What a sampler needs of a task family: its horizon and its batched envs. Any object
     with these two (a learned model of the family, say) can be sampled from."""
 
-    max_episode_steps: int
+    @property
+    def max_episode_steps(self) -> int: ...
 
     def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedEnv: ...
 

@@ -40,18 +40,18 @@ class ActionCodec:
     """
 
     def __init__(self, space: gym.Space) -> None:
-        self.env_space = space
+        self.env_space: Any = space
         self.rescale = (isinstance(space, gym.spaces.Box) and bool(np.all(np.isfinite(space.low)))
                         and bool(np.all(np.isfinite(space.high))))
         if isinstance(space, gym.spaces.Box):
             low, high = (-1.0, 1.0) if self.rescale else (space.low, space.high)
-            self.space: gym.Space = gym.spaces.Box(low, high, space.shape, np.float32)
+            self.space: Any = gym.spaces.Box(low, high, space.shape, np.float32)
         elif isinstance(space, gym.spaces.Discrete):
             self.space = space
         else:
             raise ConfigError(f"trials need a Box or Discrete action space, got {space}")
-        self.features_space = gym.spaces.flatten_space(self.space)
-        self.width = int(self.features_space.shape[0])
+        self.features_space: Any = gym.spaces.flatten_space(self.space)
+        self.width = gym.spaces.flatdim(self.space)
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         """The env's action for the policy's ``action`` (one, or a batch)."""
@@ -76,7 +76,7 @@ class ActionCodec:
 def trial_observation_space(observation_space: gym.Space, codec: ActionCodec) -> gym.spaces.Box:
     """The space of trial observations: the flattened observation, the previous action's
     features, the previous reward and the episode-end flag."""
-    flat = gym.spaces.flatten_space(observation_space)
+    flat: Any = gym.spaces.flatten_space(observation_space)
     codes = codec.features_space
     return gym.spaces.Box(
         np.concatenate([flat.low, codes.low, [-np.inf, 0.0]]).astype(np.float32),
@@ -85,14 +85,16 @@ def trial_observation_space(observation_space: gym.Space, codec: ActionCodec) ->
     )
 
 
-def flatten_batch(space: gym.Space, observations: Sequence[Any]) -> np.ndarray:
+def flatten_batch(space: gym.Space, observations: Sequence[Any] | np.ndarray) -> np.ndarray:
     """``gym.spaces.flatten`` of every observation of a batch, ``[n, flat]`` float32."""
     if isinstance(space, gym.spaces.Box):
         return np.asarray(observations).reshape(len(observations), -1).astype(np.float32)
-    return np.stack([gym.spaces.flatten(space, o) for o in observations]).astype(np.float32)
+    return np.stack([np.asarray(gym.spaces.flatten(space, o)) for o in observations]
+                    ).astype(np.float32)
 
 
-def trial_observations(space: gym.Space, observations: Sequence[Any], features: np.ndarray,
+def trial_observations(space: gym.Space, observations: Sequence[Any] | np.ndarray,
+                       features: np.ndarray,
                        rewards: np.ndarray, ended: np.ndarray) -> np.ndarray:
     """Trial observations of a batch, ``[n, width]`` (layout: :func:`trial_observation_space`)
     from the env's ``observations`` (of ``space``), the previous actions' ``features`` and the

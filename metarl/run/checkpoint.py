@@ -124,10 +124,11 @@ def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
     if isinstance(state, torch.Tensor):
         finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
         return [] if finite else [prefix or "tensor"]
+    items: list[tuple[Any, Any]]
     if isinstance(state, dict):
-        items = state.items()
+        items = list(state.items())
     elif isinstance(state, list | tuple):
-        items = enumerate(state)
+        items = list(enumerate(state))
     else:
         return []
     return [name for key, value in items

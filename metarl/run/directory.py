@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from metarl import registry
-from metarl.config import TrainConfig
+from metarl.config import TrainConfig, load_json, shown
 from metarl.learn.learner import Learner
 from metarl.run.checkpoint import learner_from_state, read_checkpoint, saved_config
-from metarl.run.rundir import CHECKPOINT, METRICS, RunDirectoryError, read_metrics
+from metarl.run.rundir import CHECKPOINT, CONFIG, METRICS, RunDirectoryError, read_metrics
+from metarl.run.settings import CHANGEABLE_ON_RESUME, flat_settings, resolve_settings
 
 
 class RunDirectory:
@@ -53,13 +54,31 @@ class RunDirectory:
         """The iterations the checkpoint holds."""
         return int(self.state["iteration"])
 
+    def check_belongs(self) -> None:
+        """Refuse a checkpoint whose settings are not the ones the directory's
+        ``config.json`` records (a checkpoint copied in from another run): resuming it would
+        mix two runs' logs in one folder. Iterations and device may differ."""
+        path = self.path / CONFIG
+        if not path.exists():
+            return
+        recorded = flat_settings(resolve_settings(load_json(path)))
+        saved = flat_settings(self.config)
+        differ = [key for key in saved if key not in CHANGEABLE_ON_RESUME
+                  and saved[key] != recorded.get(key)]
+        if differ:
+            key = differ[0]
+            raise RunDirectoryError(
+                f"the checkpoint in {str(self.path)!r} has {key}={shown(saved[key])} but the "
+                f"run's {CONFIG} has {shown(recorded.get(key))}: it does not belong to this run "
+                "directory; put it back or start a new run with another --out")
+
     def load(self, device: torch.device) -> Learner:
         """The learner the checkpoint holds, on ``device``."""
         return learner_from_state(self.state, device, str(self.path))
 
-    def metrics(self) -> list[dict[str, str]]:
-        """The rows of ``metrics.csv``."""
-        return read_metrics(self.path)
+    def metrics(self) -> list[dict[str, float]]:
+        """The complete rows of ``metrics.csv``, as numbers (checked)."""
+        return read_metrics(self.path, required=("iteration", "iteration_seconds"))
 
     @property
     def metrics_path(self) -> Path:
@@ -71,9 +90,9 @@ class RunDirectory:
         steps were counted the steps are a bound: every episode to the horizon, ``inner_steps
         + 1`` batches of ``meta_batch_size x episodes_per_task`` per iteration."""
         rows = self.metrics()
-        seconds = sum(float(row["iteration_seconds"]) for row in rows)
+        seconds = sum(row["iteration_seconds"] for row in rows)
         if rows and "env_steps" in rows[0]:
-            return sum(int(float(row["env_steps"])) for row in rows), seconds, True
+            return sum(int(row["env_steps"]) for row in rows), seconds, True
         config = self.config
         horizon = registry.get_family(config.family).max_episode_steps
         episodes = config.meta_batch_size * config.episodes_per_task * (config.inner_steps + 1)

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from metarl.config import MAX_COLUMNS, ConfigError, EvaluationConfig, from_dict
 from metarl.learn.adaptation import Adaptation
 from metarl.learn.learner import Learner
+from metarl.run.resources import check_fits, evaluation_bytes
 
 
 @dataclass
@@ -102,11 +104,18 @@ def adaptation_trajectory(
     """The learner's adaptation to every one of ``tasks`` (:meth:`Learner.adaptation`):
     ``adapt_steps + 1`` blocks of ``episodes`` episodes per task, seeded by ``seed``, the
     learner's training state left untouched."""
-    if adapt_steps < 0 or episodes < 1 or not tasks:
-        raise ValueError(
-            f"need adapt_steps >= 0, episodes >= 1 and some tasks; got {adapt_steps}, "
-            f"{episodes}, {len(tasks)} tasks"
-        )
+    from_dict(EvaluationConfig, {"adapt_steps": adapt_steps, "episodes": episodes,
+                                 "seed": seed}, what="evaluation setting")
+    if not tasks:
+        raise ConfigError("adapting needs at least one task")
+    if len(tasks) * episodes > MAX_COLUMNS:
+        raise ConfigError(f"{len(tasks):,} tasks x {episodes:,} episodes = "
+                          f"{len(tasks) * episodes:,} episodes at once is more than "
+                          f"{MAX_COLUMNS:,}; lower --test-tasks or --episodes")
+    check_fits(evaluation_bytes(learner.config, learner.family, len(tasks), adapt_steps,
+                                episodes),
+               f"adapting to {len(tasks):,} tasks in {adapt_steps + 1} blocks of {episodes:,} "
+               "episodes", "--test-tasks, --adapt-steps or --episodes")
     return learner.adaptation(tasks, adapt_steps, episodes, seed)
 
 

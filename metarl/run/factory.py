@@ -8,6 +8,7 @@ import torch
 from metarl.config import ConfigError, TrainConfig
 from metarl.learn.learner import Learner
 from metarl.registry import get_family, get_learner
+from metarl.run.resources import check_policy_fits
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,6 +30,7 @@ def build_learner(config: TrainConfig, device: torch.device | None = None) -> Le
     family = get_family(config.family)
     learner_class = get_learner(config.algo)
     device = resolve_device(config.device) if device is None else device
+    check_policy_fits(config, family)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return learner_class(family, config, device)

@@ -14,7 +14,9 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -40,7 +42,7 @@ def _umask() -> int:
     return mask
 
 
-def _temporary(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> str:
+def _temporary(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> str:
     """Write a temporary file beside ``path`` (mode as the umask says) and return its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,19 +59,23 @@ def _temporary(path: Path, write: Callable[[IO[Any]], None], binary: bool) -> st
     return tmp
 
 
-def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+def atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
     """Write ``path`` through a temporary file in the same directory, then rename it."""
     write_set({Path(path): (write, binary)})
 
 
-def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], None], bool]]) -> None:
+def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], object], bool]]) -> None:
     """Write several files that belong together (``path -> (write, binary)``): every one to a
     temporary file first, and only when all are written, rename them into place. An
-    interrupted call leaves the previous set as it was."""
+    interrupted call leaves the previous set as it was. A path that exists and is not a
+    regular file (a device, a pipe, a link) is never replaced."""
+    for path in files:
+        _check_replaceable(Path(path), "output")
     written: dict[Path, str] = {}
     try:
         for path, (write, binary) in files.items():
-            written[path] = _temporary(path, write, binary)
+            written[Path(os.path.realpath(path))] = _temporary(
+                Path(os.path.realpath(path)), write, binary)
     except BaseException:
         for tmp in written.values():
             os.unlink(tmp)
@@ -78,8 +84,35 @@ def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], None], bool]]) -> N
         os.replace(tmp, path)
 
 
+def _check_replaceable(path: Path, flag: str) -> None:
+    """Refuse a path that exists and is not a regular file: renaming over it would replace a
+    device (``/dev/null``), a pipe or a symbolic link's target name with a file."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+        raise RunDirectoryError(f"{flag} {str(path)!r} is {kind}; metarl writes only regular "
+                                "files: name a file path")
+
+
+def strict_json(data: Any) -> str:
+    """``data`` as strict JSON text: NaN and infinities (a diverged return, say) become
+    ``null``, which every JSON reader accepts."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        return value
+
+    return json.dumps(plain(data), indent=2, allow_nan=False)
+
+
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda handle: json.dump(data, handle, indent=2))
+    """Write ``data`` to ``path`` atomically as strict JSON (:func:`strict_json`)."""
+    text = strict_json(data)
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -94,8 +127,17 @@ def locked(run_dir: Path) -> Iterator[None]:
     a :class:`RunDirectoryError` naming the process that holds it."""
     check_output_dir(run_dir, "--out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    lock = run_dir / LOCK
     try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
+    except OSError:
+        if lock.is_symlink():
+            raise RunDirectoryError(f"{str(lock)!r} is a symbolic link; metarl will not write "
+                                    "through it: remove it") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunDirectoryError(f"{str(lock)!r} is not a regular file: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,16 +165,20 @@ def check_output_dir(path: Path, flag: str) -> None:
 
 
 def check_output_file(path: Path, flag: str) -> None:
-    """Refuse, before any work, an output file that cannot be written or would replace a file
-    of a run directory (``checkpoint.pt``, ``metrics.csv``, ``config.json``)."""
+    """Refuse, before any work, an output file that cannot be written, that is not a regular
+    file (a device such as ``/dev/null``, a pipe, a link), or that would replace a file of a
+    run directory (``checkpoint.pt``, ``metrics.csv``, ``config.json``, ``.lock``), however the
+    path is spelled (``RUN/x/../checkpoint.pt``)."""
     if not str(path).strip():
         raise RunDirectoryError(f"{flag} must name a file, got {str(path)!r}")
     if path.is_dir():
         raise RunDirectoryError(f"{flag} {str(path)!r} is a folder; name a file in it")
-    if path.name in RUN_FILES and (path.parent / CHECKPOINT).exists():
+    _check_replaceable(path, flag)
+    resolved = Path(os.path.realpath(path))
+    if resolved.name in RUN_FILES and (resolved.parent / CHECKPOINT).exists():
         raise RunDirectoryError(f"{flag} {str(path)!r} would replace a file of the run in "
-                                f"{str(path.parent)!r}; choose another name")
-    check_output_dir(path.parent if str(path.parent) != "." else Path.cwd(), flag)
+                                f"{str(resolved.parent)!r}; choose another name")
+    check_output_dir(resolved.parent, flag)
 
 
 def append_metrics(path: Path, row: dict[str, float]) -> None:
@@ -180,12 +226,41 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str | None]]]:
     return fields, rows
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    """The rows of a run's ``metrics.csv``."""
+def read_metrics(run_dir: Path, required: tuple[str, ...] = ()) -> list[dict[str, float]]:
+    """The complete rows of a run's ``metrics.csv`` as numbers, ``required`` columns checked.
+    A last row cut short by a crash is left out; anything else that is not a number (or an
+    iteration that is not a whole number) is a :class:`RunDirectoryError` naming the row and
+    column."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         raise RunDirectoryError(f"no {METRICS} in {str(run_dir)!r}; is it a run directory?")
-    return _read(path)[1]  # type: ignore[return-value]
+    fields, rows = _read(path)
+    missing = [column for column in required if column not in fields]
+    if missing:
+        raise RunDirectoryError(f"{str(path)!r} has no column {', '.join(map(repr, missing))}; "
+                                "it is not a metrics log metarl wrote")
+    if rows and (None in rows[-1] or None in rows[-1].values()):
+        rows = rows[:-1]
+    numbers = []
+    for line, row in enumerate(rows, start=2):
+        parsed = {}
+        for column, text in row.items():
+            try:
+                parsed[column] = float(text or "")
+            except ValueError:
+                raise RunDirectoryError(f"{str(path)!r} line {line}, column {column!r}: "
+                                        f"{_short(text)} is not a number") from None
+        if not float(parsed["iteration"]).is_integer():
+            raise RunDirectoryError(f"{str(path)!r} line {line}: iteration "
+                                    f"{_short(row['iteration'])} is not a whole number")
+        numbers.append(parsed)
+    return numbers
+
+
+def _short(text: object, limit: int = 40) -> str:
+    """``repr(text)``, cut to ``limit`` characters (values in messages stay short)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def truncate_metrics(path: Path, iterations: int) -> None:

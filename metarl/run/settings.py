@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from metarl import registry
-from metarl.config import ConfigError, TrainConfig, from_dict
+from metarl.config import ConfigError, TrainConfig, from_dict, shown
 from metarl.run.rundir import RunDirectoryError
 
 TRAINING_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig)
@@ -38,11 +38,11 @@ def resolve_settings(*layers: Mapping[str, Any]) -> TrainConfig:
     options: dict[str, Any] = {}
     for layer in layers:
         if not isinstance(layer, Mapping):
-            raise ConfigError(f"settings must be a JSON object or mapping, got {layer!r}")
+            raise ConfigError(f"settings must be a JSON object or mapping, got {shown(layer)}")
         for key, value in layer.items():
             if key == "algo_options":
                 if not isinstance(value, Mapping):
-                    raise ConfigError(f"algo_options must be a JSON object, got {value!r}")
+                    raise ConfigError(f"algo_options must be a JSON object, got {shown(value)}")
                 options.update(value)
             elif key in TRAINING_SETTINGS:
                 settings[key] = value
@@ -50,12 +50,13 @@ def resolve_settings(*layers: Mapping[str, Any]) -> TrainConfig:
                 options[key] = value
     algo = settings.get("algo", TrainConfig.algo)
     if not isinstance(algo, str):
-        raise ConfigError(f"--algo must be a learner's name, got {algo!r}")
+        raise ConfigError(f"--algo must be a learner's name, got {shown(algo)}")
     names = option_names(algo)
-    unknown = sorted(str(key) for key in options if key not in names)
+    unknown = sorted(shown(key, 40).strip("'") for key in options if key not in names)
     if unknown:
         raise ConfigError(
-            f"unknown setting(s) {', '.join(unknown)} for algo {algo!r}; training settings: "
+            f"unknown setting(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} "
+            f"for algo {algo!r}; training settings: "
             f"{', '.join(TRAINING_SETTINGS)}; {algo} options: {', '.join(names) or 'none'}"
         )
     learner_options = from_dict(registry.get_learner(algo).Options, options,
@@ -74,8 +75,8 @@ def resumed_settings(saved: TrainConfig, changes: Mapping[str, Any]) -> TrainCon
     changed = [key for key in after if key not in CHANGEABLE_ON_RESUME
                and after[key] != before[key]]
     if changed:
-        flags = ", ".join(f"--{key.replace('_', '-')} {after[key]!r} (the run has "
-                          f"{before[key]!r})" for key in changed)
+        flags = ", ".join(f"--{key.replace('_', '-')} {shown(after[key])} (the run has "
+                          f"{shown(before[key])})" for key in changed)
         raise RunDirectoryError(f"a resumed run keeps its settings, but {flags}; drop the "
                                 "flag or start a new run with another --out")
     return requested

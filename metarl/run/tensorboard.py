@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.config import ConfigError
+from metarl.run.rundir import RunDirectoryError
 
 FOLDER = "tensorboard"
 
@@ -22,7 +23,11 @@ class TensorBoardLog:
     def __init__(self, run_dir: Path, first_step: int = 1) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(run_dir) / FOLDER), purge_step=first_step)
+        folder = Path(run_dir) / FOLDER
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise RunDirectoryError(f"{str(folder)!r} is not a folder of the run (a link or a "
+                                    "file); remove it to log to TensorBoard")
+        self.writer = SummaryWriter(str(folder), purge_step=first_step)
 
     @staticmethod
     def check_available() -> None:

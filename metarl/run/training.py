@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import torch
 
@@ -17,6 +17,7 @@ from metarl.learn.learner import Learner
 from metarl.run.checkpoint import save_checkpoint
 from metarl.run.directory import RunDirectory
 from metarl.run.factory import build_learner, resolve_device
+from metarl.run.resources import check_training_fits
 from metarl.run.rundir import (
     CHECKPOINT,
     CONFIG,
@@ -48,6 +49,8 @@ def run_iterations(
     left; nothing with None). Non-finite metrics stop training with a
     :class:`FloatingPointError` before their row is passed on."""
     config = learner.config
+    if stop > start:
+        check_training_fits(config)
     progress = Progress(log, start, stop)
     progress.say(f"training {config.algo} on {config.family} ({learner.device}), iterations "
                  f"{start + 1}..{stop}{destination}")
@@ -89,9 +92,11 @@ def train(
     Progress goes to ``log`` (standard output by default, nothing with None); with
     ``tensorboard``, every metric also goes to TensorBoard event files in ``RUN/tensorboard``.
     """
-    log = sys.stdout if log == "stdout" else log
+    stream = sys.stdout if log == "stdout" else cast(TextIO | None, log)
     run_dir = Path(out_dir)
     check_output_dir(run_dir, "--out")
+    if isinstance(settings, TrainConfig):  # a new run's plan is checked before any file
+        check_training_fits(resolve_settings(settings.to_json()))
     if tensorboard:
         TensorBoardLog.check_available()
     created = not run_dir.exists()
@@ -112,13 +117,13 @@ def train(
                 board.metrics(row)
 
         try:
-            run_iterations(learner, start, learner.config.iterations, record, log,
+            run_iterations(learner, start, learner.config.iterations, record, stream,
                            f" -> {run_dir}")
         except KeyboardInterrupt:
-            if log is not None:
+            if stream is not None:
                 done = RunDirectory(run_dir).iteration
                 print(f"interrupted; {done} iterations saved in {run_dir}. Continue with: "
-                      f"metarl train --out {run_dir} --resume", file=log, flush=True)
+                      f"metarl train --out {run_dir} --resume", file=stream, flush=True)
             raise
         finally:
             if board is not None:
@@ -140,7 +145,8 @@ def _start(
                 f"{str(run_dir)!r} holds a {METRICS} but no {CHECKPOINT}; it is not a "
                 "run metarl can continue: choose another --out"
             )
-        config = settings if isinstance(settings, TrainConfig) else resolve_settings(settings)
+        config = resolve_settings(settings.to_json() if isinstance(settings, TrainConfig)
+                                  else settings)
         learner = build_learner(config, resolve_device(config.device))
         write_json(run_dir / CONFIG, config.to_json())
         save_checkpoint(run_dir / CHECKPOINT, learner, 0)
@@ -150,6 +156,7 @@ def _start(
             f"{str(run_dir)!r} already holds a run; pass --resume to continue it or "
             "choose another --out"
         )
+    run.check_belongs()
     changes = settings.to_json() if isinstance(settings, TrainConfig) else settings
     config = resumed_settings(run.config, changes)
     check_metrics_header(run_dir / METRICS, run.state["metrics_columns"])

@@ -8,6 +8,7 @@ sit at the top level of the JSON (``env_steps_per_second``, ``seconds_per_iterat
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import resource
 import statistics
@@ -38,6 +39,11 @@ SCALING_SIZES = ((20, 20), (50, 20), (100, 20), (200, 50))
 """(tasks, episodes per task) for the sampler's scaling table."""
 ITERATION_TASKS = (10, 20, 40)
 """Meta-batch sizes for the meta-iteration scaling table (20 episodes each)."""
+
+
+def _progress(items: Any, desc: str) -> Any:
+    """A progress bar over ``items`` on a terminal (none when output is redirected)."""
+    return tqdm(items, desc=desc, leave=False, disable=None)
 
 
 def median_seconds_and_result(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -96,7 +102,7 @@ def batched_vs_sync(
     horizon = family.max_episode_steps
     batched = family.make_vector_env(tasks, episodes)
     sync = gym.vector.SyncVectorEnv(
-        [lambda task=task: family.make_env(task) for task in tasks for _ in range(episodes)]
+        [functools.partial(family.make_env, task) for task in tasks for _ in range(episodes)]
     )
     batched.action_space.seed(0)
     actions = [batched.action_space.sample() for _ in range(horizon)]
@@ -177,7 +183,7 @@ def inner_steps_scaling(
     measured in a fresh process so that its peak memory is its own."""
     context = multiprocessing.get_context("spawn")
     rows = []
-    for count in tqdm(steps, desc="inner steps", leave=False):
+    for count in _progress(steps, "inner steps"):
         with context.Pool(1) as pool:
             rows.append(pool.apply(_inner_steps_figures,
                                    ((family, algo, device, options, count, repeats),)))
@@ -232,13 +238,13 @@ def run_bench(
     if scaling and isinstance(learner, GradientLearner):
         result["sampler_scaling"] = [
             sampler_throughput(learner, tasks, episodes, max(1, repeats // 2))
-            for tasks, episodes in tqdm(SCALING_SIZES, desc="sampler scaling", leave=False)
+            for tasks, episodes in _progress(SCALING_SIZES, "sampler scaling")
         ]
         result["iteration_scaling"] = [
             {"tasks": tasks, **meta_iteration_seconds(
                 _learner(family, algo, device, options, meta_batch_size=tasks),
                 max(1, repeats // 2))}
-            for tasks in tqdm(ITERATION_TASKS, desc="iteration scaling", leave=False)
+            for tasks in _progress(ITERATION_TASKS, "iteration scaling")
         ]
     if inner_steps:
         result["inner_steps_scaling"] = inner_steps_scaling(
@@ -251,7 +257,7 @@ def run_bench(
             "batched_vs_sync": batched_vs_sync(get_family(name), config.meta_batch_size,
                                                config.episodes_per_task, repeats),
         }
-        for name in tqdm(families, desc="families", leave=False)
+        for name in _progress(families, "families")
     }
     return result
 
@@ -318,8 +324,8 @@ def ray_throughput(
         rows = []
         for cost in step_costs:
             costly = CostlyFamily(family, cost)
-            local_s = _seconds_per_sample(Sampler(costly, policy, cpu),  # type: ignore[arg-type]
-                                          tasks, episodes, params, repeats)
+            local_s = _seconds_per_sample(Sampler(costly, policy, cpu), tasks, episodes, params,
+                                          repeats)
             for workers in worker_counts:
                 remote = RaySampler(costly, policy, cpu, workers)  # type: ignore[arg-type]
                 ray_s = _seconds_per_sample(remote, tasks, episodes, params, repeats)

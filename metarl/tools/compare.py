@@ -21,7 +21,6 @@ than a number of iterations (``ppo-finetune``: :attr:`Learner.steps_per_iteratio
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -34,13 +33,19 @@ from tqdm.auto import tqdm
 
 from metarl import registry
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
-from metarl.family.base import TaskFamily
+from metarl.family.base import TaskFamily, held_out_tasks
 from metarl.family.oracle import has_oracle, oracle_returns
 from metarl.learn.learner import Learner
 from metarl.run.directory import RunDirectory
 from metarl.run.evaluation import EvaluationResult, evaluate
 from metarl.run.factory import build_learner, resolve_device
-from metarl.run.rundir import RunDirectoryError, check_output_dir, locked, write_set
+from metarl.run.rundir import (
+    RunDirectoryError,
+    check_output_dir,
+    locked,
+    strict_json,
+    write_set,
+)
 from metarl.run.settings import resolve_settings
 from metarl.run.training import train
 from metarl.tools.plot import adaptation_figure, save_png
@@ -127,8 +132,7 @@ def compare(
     names = list(dict.fromkeys(entry.algo for entry in entries))
     sources = _plan(family, names, out, dict(runs or {}), train_iterations,
                     dict(train_options or {}), evaluation.seed, device, pretrain_steps)
-    tasks = task_family.test_tasks(evaluation.test_tasks, seed=evaluation.seed,
-                                   split=evaluation.split)
+    tasks = held_out_tasks(task_family, evaluation.test_tasks, evaluation.seed, evaluation.split)
     results: dict[str, Any] = {
         "family": family, "split": evaluation.split, "seed": evaluation.seed,
         "test_tasks": evaluation.test_tasks, "episodes_per_step": evaluation.episodes,
@@ -148,7 +152,7 @@ def compare(
             results["learners"][ORACLE] = _oracle_row(task_family, tasks, evaluation)
         figure = adaptation_figure(results)
         write_set({
-            out / RESULTS_JSON: (lambda handle: json.dump(results, handle, indent=2), False),
+            out / RESULTS_JSON: (lambda handle: handle.write(strict_json(results)), False),
             out / RESULTS_MD: (lambda handle: handle.write(format_comparison(results)), False),
             out / ADAPTATION_PNG: (lambda handle: save_png(figure, handle), True),
         })
@@ -206,6 +210,7 @@ def _plan(
             if (config.family, config.algo) != (family, algo):
                 raise ConfigError(f"--run {algo}={run.path} holds {config.algo} on "
                                   f"{config.family}, not {algo} on {family}")
+            run.training_cost()  # its metrics log is read (and checked) before any work
             sources[algo] = Source(algo, config, run.path, False)
         elif not learner_class.trainable:
             config = resolve_settings({**base, "algo": algo, "iterations": 0})

@@ -76,18 +76,17 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """The training curve of a run (return before and after adaptation per meta-iteration),
     drawn from its ``metrics.csv``; written to ``out`` or ``RUN_DIR/training.png``."""
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir)
     columns = ("iteration", "return_before", "return_after")
-    if not rows or any(column not in rows[0] for column in columns):
-        raise ConfigError(f"{str(run_dir / METRICS)!r} has no rows with the columns "
-                          f"{list(columns)}")
+    rows = read_metrics(run_dir, required=columns)
+    if not rows:
+        raise ConfigError(f"{str(run_dir / METRICS)!r} has no complete rows to plot yet")
     iterations = [int(row["iteration"]) for row in rows]
     from matplotlib.ticker import MaxNLocator
 
     figure = _figure(7)
     axes = figure.add_subplot()
-    axes.plot(iterations, [float(row["return_before"]) for row in rows], label="before adaptation")
-    axes.plot(iterations, [float(row["return_after"]) for row in rows], label="after adaptation")
+    axes.plot(iterations, [row["return_before"] for row in rows], label="before adaptation")
+    axes.plot(iterations, [row["return_after"] for row in rows], label="after adaptation")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("meta-iteration")
     axes.set_ylabel("mean return over the iteration's tasks")

@@ -14,7 +14,7 @@ from metarl.config import TrainConfig
 def _default(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
-    return field.default_factory()  # type: ignore[misc]
+    return field.default_factory()  # type: ignore[operator]
 
 
 def _rows(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:

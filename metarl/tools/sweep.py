@@ -31,6 +31,7 @@ import numpy as np
 
 from metarl import registry
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig, from_dict
+from metarl.family.base import held_out_tasks
 from metarl.process import set_threads
 from metarl.run.evaluation import confidence_interval, evaluate
 from metarl.run.rundir import atomic_write, check_output_dir, write_json
@@ -121,7 +122,8 @@ def _check_registered(trials: list[Trial], evaluation: EvaluationConfig) -> None
 def run_trial(trial: Trial, evaluation: EvaluationConfig) -> dict[str, float]:
     """Train one trial's run directory (resuming it if present) and evaluate it."""
     learner = train(trial.config, trial.run_dir, resume=True, log=None)
-    tasks = learner.family.test_tasks(evaluation.test_tasks, evaluation.seed, evaluation.split)
+    tasks = held_out_tasks(learner.family, evaluation.test_tasks, evaluation.seed,
+                           evaluation.split)
     result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
                       evaluation.seed, evaluation.split)
     write_json(trial.run_dir / EVALUATION_JSON, result.to_json())

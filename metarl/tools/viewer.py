@@ -14,8 +14,8 @@ which comes with matplotlib).
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from metarl.config import ConfigError
+from metarl.config import ConfigError, parse_json
+from metarl.family.base import held_out_tasks
 from metarl.family.drawing import font
 from metarl.learn.adaptation import Actor
 from metarl.learn.learner import Learner
 from metarl.run.evaluation import adaptation_trajectory
+from metarl.run.rundir import RunDirectoryError, locked
 
 BACKGROUND = (250, 250, 248)
 TEXT = (30, 30, 30)
@@ -38,19 +40,18 @@ STEP_COLOURS = ((190, 60, 50), (40, 110, 200), (30, 140, 80), (140, 70, 170))
 GIF_COLOURS = 128
 """Colours in a recorded GIF's shared palette (the families draw with flat colours)."""
 MAX_WINDOW_WIDTH = 1280
-GIF = "watch.gif"
 """The default width of the whole view, when the panels' natural width is wider."""
+GIF = "watch.gif"
+RECORDING_PREFIX = ".recording."
+"""Temporary folders of recordings in progress (a killed one leaves its folder behind)."""
 
 
 def pick_task(family: Any, task_json: str | None, seed: int, split: str) -> Any:
     """The task ``--task`` describes (JSON), else the first task of the held-out split ``seed``."""
     family.check_split(split)
     if task_json is None:
-        return family.test_tasks(1, seed=seed, split=split)[0]
-    try:
-        data = json.loads(task_json)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--task {task_json!r} is not valid JSON: {error}") from None
+        return held_out_tasks(family, 1, seed, split)[0]
+    data = parse_json(task_json, "--task")
     if not isinstance(data, Mapping):
         raise ConfigError(f"--task must be a JSON object, got {task_json!r}")
     try:
@@ -150,7 +151,7 @@ class AdaptationView:
     def next_task(self) -> None:
         """Move on to the first task of the next held-out split seed."""
         self.task_seed += 1
-        task = self.family.test_tasks(1, seed=self.task_seed, split=self.split)[0]
+        task = held_out_tasks(self.family, 1, self.task_seed, self.split)[0]
         self.set_task(task, f"{self.split} task, seed {self.task_seed}")
 
     def restart(self) -> None:
@@ -357,39 +358,44 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
 
     The recording is made in a temporary folder inside ``out_dir`` and replaces the previous
     one (its frames and GIF) only once complete, so an interrupted recording leaves the
-    previous one intact and no stale frames mix with new ones. The GIF shares one palette
-    across frames (taken from a few frames spread over the recording), so unchanged regions
-    cost nothing from frame to frame.
+    previous one intact and no stale frames mix with new ones; the folder is locked while
+    recording, and temporary folders a killed recording left are removed first. A write that
+    fails (a full disk) ends in a one-line :class:`RunDirectoryError`. The GIF shares one
+    palette across frames (taken from a few frames spread over the recording), so unchanged
+    regions cost nothing from frame to frame.
     """
     import pygame
     from PIL import Image
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    surface = pygame.Surface(view.natural_size(width))
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".recording.") as scratch:
-        paths = [Path(scratch) / f"frame_{index:04d}.png" for index in range(frames)]
-        for path in paths:
-            view.draw(surface)
-            pygame.image.save(surface, str(path))
-            view.step()
-        samples = [Image.open(path).convert("RGB") for path in paths[:: max(1, frames // 8)]]
-        montage = Image.new("RGB", (samples[0].width, samples[0].height * len(samples)))
-        for index, sample in enumerate(samples):
-            montage.paste(sample, (0, index * sample.height))
-        palette = montage.quantize(colors=GIF_COLOURS, dither=Image.Dither.NONE)
-        images = (
-            Image.open(path).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
-            for path in paths
-        )
-        gif = Path(scratch) / GIF
-        next(images).save(
-            gif, save_all=True, append_images=images, duration=round(1000 / view.fps), loop=0,
-            optimize=True,
-        )
-        for old in out_dir.glob("frame_*.png"):
-            old.unlink()
-        for path in paths:
-            os.replace(path, out_dir / path.name)
-        os.replace(gif, out_dir / GIF)
+    with locked(out_dir):
+        for stale in out_dir.glob(f"{RECORDING_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        surface = pygame.Surface(view.natural_size(width))
+        try:
+            with tempfile.TemporaryDirectory(dir=out_dir, prefix=RECORDING_PREFIX) as scratch:
+                paths = [Path(scratch) / f"frame_{index:04d}.png" for index in range(frames)]
+                for path in paths:
+                    view.draw(surface)
+                    pygame.image.save(surface, str(path))
+                    view.step()
+                samples = [Image.open(path).convert("RGB")
+                           for path in paths[:: max(1, frames // 8)]]
+                montage = Image.new("RGB", (samples[0].width, samples[0].height * len(samples)))
+                for index, sample in enumerate(samples):
+                    montage.paste(sample, (0, index * sample.height))
+                palette = montage.quantize(colors=GIF_COLOURS, dither=Image.Dither.NONE)
+                images = (Image.open(path).convert("RGB").quantize(
+                    palette=palette, dither=Image.Dither.NONE) for path in paths)
+                gif = Path(scratch) / GIF
+                next(images).save(gif, save_all=True, append_images=images,
+                                  duration=round(1000 / view.fps), loop=0, optimize=True)
+                for old in out_dir.glob("frame_*.png"):
+                    old.unlink()
+                for path in paths:
+                    os.replace(path, out_dir / path.name)
+                os.replace(gif, out_dir / GIF)
+        except (OSError, pygame.error) as error:
+            raise RunDirectoryError(f"the recording in {str(out_dir)!r} could not be written "
+                                    f"({error}); the previous one is intact") from None
     return out_dir / GIF
