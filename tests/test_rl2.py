@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from families import conformance_families
 from gymnasium.utils.env_checker import check_env
 
 from metarl import registry
@@ -221,7 +222,7 @@ def test_blocks_line_up_with_the_trials_episodes() -> None:
 
 
 # --- every family, checkpoints, the command line ------------------------------------------------
-@pytest.mark.parametrize("name", registry.family_names())
+@pytest.mark.parametrize("name", conformance_families())
 def test_every_family_trains_and_evaluates(name: str) -> None:
     learner = tiny(name, trial_episodes=1)
     metrics = learner.step(learner.family.sample_tasks(2, learner.rng))

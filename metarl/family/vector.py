@@ -7,10 +7,16 @@ Shape convention: ``B = n_tasks * episodes_per_task`` columns, task-major (colum
 Semantics (autoreset disabled): a column that terminates stays terminated; later steps give it
 reward 0 and ``terminated=True``, and its observations are undefined (samplers mask them).
 ``reset(seed=s)`` seeds column ``i`` like a single env reset with ``seed=s + i``.
+
+Flags: a batched env built with ``flags=("success",)`` gathers each step's ``info["success"]``
+of every column into a ``[B]`` bool array under the same key of the step's ``info`` (False for
+a column not stepped because it had terminated). Families that define success
+(:attr:`metarl.family.base.TaskFamily.success_key`) report it this way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -39,10 +45,11 @@ class SyncBatchedEnv(BatchedEnv):
     exactly for the same seeds and actions.
     """
 
-    def __init__(self, envs: list[gym.Env]) -> None:
+    def __init__(self, envs: list[gym.Env], flags: Sequence[str] = ()) -> None:
         if not envs:
             raise ValueError("SyncBatchedEnv needs at least one env")
         self.envs = envs
+        self.flags = tuple(flags)
         self._set_spaces(len(envs), envs[0].observation_space, envs[0].action_space)
         self._observations = create_empty_array(self.single_observation_space, len(envs))
         self._done = np.zeros(len(envs), dtype=bool)
@@ -66,21 +73,40 @@ class SyncBatchedEnv(BatchedEnv):
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float64)
         truncated = np.zeros(n, dtype=bool)
+        flags = {key: np.zeros(n, dtype=bool) for key in self.flags}
         observations = []
         for i, env in enumerate(self.envs):
             if self._done[i]:
                 observations.append(self._observations[i])
                 continue
-            obs, reward, term, trunc, _ = env.step(actions[i])
+            obs, reward, term, trunc, info = env.step(actions[i])
             observations.append(obs)
             rewards[i] = reward
             self._done[i] = term
             truncated[i] = trunc and not term
+            for key, values in flags.items():
+                values[i] = bool(info[key])
         self._observations = concatenate(
             self.single_observation_space, observations, self._observations
         )
-        return self._observations.copy(), rewards, self._done.copy(), truncated, {}
+        return self._observations.copy(), rewards, self._done.copy(), truncated, flags
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+
+def episode_successes(flags: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Which episodes succeeded: ``flags[T, B]`` are the per-step success flags of ``B``
+    episodes (a batched env's ``info[success_key]`` stacked over steps), ``mask[T, B]`` their
+    valid steps (a step after termination does not count). An episode succeeds if its flag
+    is true at any valid step; returns ``[B]`` bool."""
+    flags = np.asarray(flags, dtype=bool)
+    if flags.ndim != 2:
+        raise ValueError(f"flags must be [T, B], got shape {flags.shape}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != flags.shape:
+            raise ValueError(f"mask {mask.shape} must have the shape of flags {flags.shape}")
+        flags = flags & mask.astype(bool)
+    return flags.any(axis=0)
