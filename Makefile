@@ -10,10 +10,10 @@ DEMO_DIR ?= runs/demo
 TORCH_VERSION ?= 2.13.0
 VENV_MW := .venv-mw
 MW_STAMP := $(VENV_MW)/.installed
-# In .venv-mw: the Meta-World families' own tests, and the tests that run over every family,
-# on Meta-World's representative (tests/families.py).
+# In .venv-mw: the Meta-World families' own tests, and the tests that run over every family
+# (checks, frames, watch) on Meta-World's representative (tests/families.py).
 MW_TESTS := tests/test_family_metaworld.py tests/test_families.py tests/test_viewer.py \
-	tests/test_rl2.py -k "metaworld or ml1"
+	-k "metaworld or ml1"
 
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 export SDL_VIDEODRIVER ?= dummy

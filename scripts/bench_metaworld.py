@@ -15,7 +15,10 @@ with uniform random actions drawn beforehand, by:
 The first parallel env of a run also builds the workers' simulators (about half a second
 each); that time is reported apart (``first_build_seconds``), and every timed run reuses the
 simulators, as a sampler does from its second rollout on. Rates are the median of
-``--rounds`` runs taken in turn, with the best. Torch is not used.
+``--rounds`` runs taken in turn, with the best; each run also records the CPU time it took,
+this process's and the workers' together, per step (on shared cores the wall-clock rate of
+the workers, which wait for each other at every step, depends on what else runs; the CPU
+time per step says what the processes cost). Torch is not used.
 """
 
 from __future__ import annotations
@@ -37,12 +40,26 @@ import metarl
 from metarl.family.parallel import available_cores
 
 
-def rate(env: Any, actions: np.ndarray) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate(env: Any, actions: np.ndarray) -> tuple[float, float]:
+    """Steps per second, and CPU milliseconds per step of this process and the env's
+    workers together."""
     env.reset(seed=0)
+    pids = [os.getpid(), *(p.pid for p in getattr(getattr(env, "pool", None),
+                                                  "_processes", []))]
+    cpu = [cpu_seconds(pid) for pid in pids]
     start = time.perf_counter()
     for action in actions:
         env.step(action)
-    return actions.shape[0] * actions.shape[1] / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    steps = actions.shape[0] * actions.shape[1]
+    used = sum(cpu_seconds(pid) - before for pid, before in zip(pids, cpu))
+    return steps / seconds, 1000 * used / steps
 
 
 def bench(name: str, n_tasks: int, episodes: int, workers: int, rounds: int) -> dict[str, Any]:
@@ -64,18 +81,23 @@ def bench(name: str, n_tasks: int, episodes: int, workers: int, rounds: int) -> 
         ),
     }
     rates: dict[str, list[float]] = {key: [] for key in builders}
+    cpu: dict[str, list[float]] = {key: [] for key in builders}
     for _ in range(rounds):
         for key, build in builders.items():
             env = build()
-            rates[key].append(rate(env, actions))
+            steps_per_second, cpu_ms = rate(env, actions)
+            rates[key].append(steps_per_second)
+            cpu[key].append(cpu_ms)
             env.close()
-            print(f"{name} {key}: {rates[key][-1]:,.0f} steps/s", flush=True)
+            print(f"{name} {key}: {steps_per_second:,.0f} steps/s, {cpu_ms:.3f} CPU ms per "
+                  f"step, load {os.getloadavg()[0]:.1f}", flush=True)
     result: dict[str, Any] = {
         "tasks": n_tasks, "episodes_per_task": episodes, "steps_per_run": actions.shape[0]
         * columns, "workers": workers, "first_build_seconds": first_build,
     }
     for key, values in rates.items():
-        result[key] = {"median": statistics.median(values), "best": max(values), "all": values}
+        result[key] = {"median": statistics.median(values), "best": max(values), "all": values,
+                       "cpu_ms_per_step": cpu[key]}
     result["parallel_over_sync_vector_env"] = (
         result["parallel"]["median"] / result["sync_vector_env"]["median"])
     result["parallel_over_sync"] = result["parallel"]["median"] / result["sync"]["median"]

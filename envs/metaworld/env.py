@@ -11,15 +11,12 @@ sampler builds for each rollout reuse them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from metarl.envs.metaworld.render import OffscreenRenderer
-
-if TYPE_CHECKING:
-    from metarl.envs.metaworld.family import MetaWorldFamily, Resolved
 
 MAX_IDLE_SIMULATORS = 200
 """Simulators kept per process for reuse (each holds 7-20 MiB); the least recently used
@@ -114,8 +111,11 @@ class MetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 80}
     render_size = RENDER_SIZE
 
-    def __init__(self, family: MetaWorldFamily, task: Any, render_mode: str | None = None,
-                 resolved: Resolved | None = None) -> None:
+    def __init__(self, family: Any, task: Any, render_mode: str | None = None,
+                 resolved: tuple[type, Any] | None = None) -> None:
+        """``family``: the :class:`~metarl.envs.metaworld.family.MetaWorldFamily`;
+        ``resolved``: the task's environment class and Meta-World task object, if already
+        known (in a worker process), else the family resolves them."""
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
@@ -133,7 +133,7 @@ class MetaWorldEnv(gym.Env):
         self.episode_return = 0.0
         self.succeeded = False
 
-    def _set_task(self, task: Any, resolved: Resolved | None = None) -> None:
+    def _set_task(self, task: Any, resolved: tuple[type, Any] | None = None) -> None:
         env_class, meta_world_task = resolved or self.family.resolve(task)
         if type(self.simulator) is not env_class:
             self._close_renderer()

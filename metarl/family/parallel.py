@@ -54,8 +54,13 @@ class WorkerError(RuntimeError):
     """A worker process failed; the message names the worker and what went wrong."""
 
 
-def _worker(index: int, connection: Connection) -> None:
-    """A worker's loop: build, reset, step and close batched envs on request."""
+def _worker(index: int, connection: Connection, inherited: list[Connection]) -> None:
+    """A worker's loop: build, reset, step and close batched envs on request.
+
+    ``inherited``: the parent's ends of the pipes made so far, which a forked worker holds
+    copies of; closed at once, so that the worker sees end-of-file when the parent dies."""
+    for end in inherited:
+        end.close()
     envs: dict[int, SyncBatchedEnv] = {}
     while True:
         try:
@@ -111,8 +116,9 @@ class WorkerPool:
         self._processes: list[Any] = []
         for index in range(workers):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(index, child), daemon=True,
-                                      name=f"metarl-env-worker-{index}")
+            inherited = [*self._connections, parent] if start_method == "fork" else []
+            process = context.Process(target=_worker, args=(index, child, inherited),
+                                      daemon=True, name=f"metarl-env-worker-{index}")
             process.start()
             child.close()
             self._connections.append(parent)
