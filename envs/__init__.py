@@ -1,12 +1,14 @@
 """Built-in task families (installed as ``metarl.envs``); importing this package registers
 them all. The MuJoCo locomotion families need the optional extra (``pip install -e
-".[mujoco]"``); without it they are listed as unavailable."""
+".[mujoco]"``), the Meta-World families ``[metaworld]`` (in an environment of their own: it
+pins an older MuJoCo); without them they are listed as unavailable."""
 
 from metarl.envs import (  # noqa: F401
     bandit,
     cartpole,
     catch,
     maze,
+    metaworld,
     navigation2d,
     tabular_mdp,
 )

@@ -169,8 +169,14 @@ def _families(args: argparse.Namespace) -> None:
         splits = ", ".join(family.splits)
         print(f"{name:16s} {family.env_id:28s} horizon {family.max_episode_steps:4d}  "
               f"splits: {splits}")
+    by_reason: dict[str, list[str]] = {}
     for name, reason in registry.unavailable_families().items():
-        print(f"{name:16s} unavailable: {reason}")
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        if len(names) > 4:  # a whole benchmark's families: one line
+            names = [f"{', '.join(names[:3])}, ... ({len(names)} families)"]
+        for name in names:
+            print(f"{name:16s} unavailable: {reason}")
 
 
 def _settings(args: argparse.Namespace) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import pygame
 import pytest
 import torch
+from families import conformance_families
 from PIL import Image
 
-from metarl import registry
 from metarl.cli import build_parser
 from metarl.config import ConfigError, TrainConfig
 from metarl.run.directory import RunDirectory
@@ -95,7 +95,7 @@ def test_side_by_side_view_is_drawn_headless(run_dir: Path) -> None:
     view.close()
 
 
-@pytest.mark.parametrize("name", registry.family_names())
+@pytest.mark.parametrize("name", conformance_families())
 def test_every_family_is_watchable(name: str) -> None:
     config = TrainConfig(family=name, hidden_sizes=(8,), device="cpu")
     learner = build_learner(config, torch.device("cpu"))

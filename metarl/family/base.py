@@ -50,6 +50,13 @@ class TaskFamily(abc.ABC):
     """The space of one action."""
     splits: ClassVar[tuple[str, ...]] = ("test",)
     """Held-out splits :meth:`test_tasks` accepts."""
+    success_key: ClassVar[str | None] = None
+    """For families that define success (a goal reached, an object placed): the key of the
+    single env's step ``info`` whose bool says the task is achieved at that step, e.g.
+    ``"success"``. An episode succeeds if the flag is true at any of its steps
+    (:func:`metarl.family.vector.episode_successes`); the family's batched env reports the
+    flags of every column as a ``[B]`` bool array under the same key of its step ``info``.
+    ``None``: the family has no notion of success, only returns."""
 
     @abc.abstractmethod
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
@@ -90,7 +97,12 @@ class TaskFamily(abc.ABC):
     def make_vector_env(self, tasks: Sequence[Any], episodes_per_task: int) -> BatchedEnv:
         """A batched env running every (task, episode) pair; columns are task-major."""
         envs = [self.make_env(task) for task in tasks for _ in range(episodes_per_task)]
-        return SyncBatchedEnv(envs)
+        return SyncBatchedEnv(envs, flags=self.success_flags)
+
+    @property
+    def success_flags(self) -> tuple[str, ...]:
+        """The ``flags`` a batched env of the family gathers: ``(success_key,)`` or ``()``."""
+        return () if self.success_key is None else (self.success_key,)
 
     def default_task(self) -> Any:
         """The task an env gets when none is given: the first held-out task."""

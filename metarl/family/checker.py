@@ -450,6 +450,39 @@ def _check_oracle(family: TaskFamily) -> list[str]:
     return []
 
 
+def _check_success(family: TaskFamily) -> list[str]:
+    """success: families with a success_key report it per step, single and batched"""
+    key = getattr(family, "success_key", None)
+    if key is None:
+        return []
+    if not isinstance(key, str) or not key:
+        return [f"success_key must be an info key (a non-empty str) or None, got {key!r}"]
+    tasks = family.test_tasks(N_TASKS)
+    env = family.make_env(tasks[0])
+    env.reset(seed=SEED)
+    space = copy.deepcopy(family.action_space)
+    space.seed(SEED)
+    info = env.step(space.sample())[4]
+    env.close()
+    problems = []
+    value = info.get(key)
+    if not isinstance(value, bool | np.bool_):
+        problems.append(f"the env's step info[{key!r}] must be a bool (success_key is "
+                        f"{key!r}), got {value!r}: set info[{key!r}] = bool(...) at every step")
+    batched = family.make_vector_env(tasks, EPISODES_PER_TASK)
+    batched.reset(seed=SEED)
+    batched.action_space.seed(SEED)
+    flags = batched.step(batched.action_space.sample())[4].get(key)
+    batched.close()
+    n = N_TASKS * EPISODES_PER_TASK
+    if not (isinstance(flags, np.ndarray) and flags.shape == (n,) and flags.dtype == np.bool_):
+        problems.append(f"the batched env's step info[{key!r}] must be a [B] = ({n},) bool "
+                        f"array, got {flags!r:.80}: build it with "
+                        f"SyncBatchedEnv(envs, flags=family.success_flags) or gather the "
+                        "flags the same way")
+    return problems
+
+
 _CHECKS: list[Callable[[TaskFamily], list[str]]] = [
     _check_attributes,
     _check_tasks,
@@ -459,6 +492,9 @@ _CHECKS: list[Callable[[TaskFamily], list[str]]] = [
     _check_episodes,
     _check_batched,
     _check_oracle,
+
+
+    _check_success,
     _check_render,
 ]
 _PREREQUISITES = {_check_attributes, _check_tasks, _check_arrays}
