@@ -12,7 +12,6 @@ import pytest
 import torch
 from families import conformance_families
 
-from metarl import registry
 from metarl.agents.rl2 import RL2
 from metarl.cli import main
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig

@@ -11,7 +11,7 @@ sampler builds for each rollout reuse them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -140,7 +140,7 @@ class MetaWorldEnv(gym.Env):
             if self.simulator is not None:
                 release(self.simulator)
             self.simulator = lease(env_class)
-        self.simulator.set_task(meta_world_task)
+        cast(Any, self.simulator).set_task(meta_world_task)
         self.task = task
         self._needs_reset = True
 

@@ -94,6 +94,7 @@ def split_goals(benchmark: str, split: str, seed: int, env: str | None = None
     exactly those of ``metaworld.ML1(env, seed)``, ``ML10(seed)`` or ``ML45(seed)`` (their
     ``train_tasks`` or ``test_tasks``), built alone. ML1 draws its test goals with
     ``seed + 1``, as Meta-World does."""
+    classes: dict[Any, Any]
     if benchmark == "ML1":
         classes = {env: env_dict.ALL_V3_ENVIRONMENTS[env]}
         arguments = {env: env_dict.ML1_ARGS_KWARGS[env]}

@@ -84,9 +84,9 @@ def _worker(index: int, connection: Connection, inherited: list[Connection]) -> 
             elif command == "step":
                 result = envs[handle].step(payload)
             elif command == "close":
-                env = envs.pop(handle, None)
-                if env is not None:
-                    env.close()
+                closing = envs.pop(handle) if handle in envs else None
+                if closing is not None:
+                    closing.close()
                 result = None
             else:
                 raise ValueError(f"unknown command {command!r}")
@@ -117,8 +117,9 @@ class WorkerPool:
         for index in range(workers):
             parent, child = context.Pipe()
             inherited = [*self._connections, parent] if start_method == "fork" else []
-            process = context.Process(target=_worker, args=(index, child, inherited),
-                                      daemon=True, name=f"metarl-env-worker-{index}")
+            process = context.Process(  # type: ignore[attr-defined]
+                target=_worker, args=(index, child, inherited), daemon=True,
+                name=f"metarl-env-worker-{index}")
             process.start()
             child.close()
             self._connections.append(parent)

@@ -128,4 +128,4 @@ def episode_successes(flags: np.ndarray, mask: np.ndarray | None = None) -> np.n
         if mask.shape != flags.shape:
             raise ValueError(f"mask {mask.shape} must have the shape of flags {flags.shape}")
         flags = flags & mask.astype(bool)
-    return flags.any(axis=0)
+    return np.asarray(flags.any(axis=0))
