@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from metarl.config import ConfigError, TrainConfig
 from metarl.family.base import TaskFamily
-from metarl.family.oracle import policy_returns
-from metarl.learn.adaptation import Actor, Adaptation
+from metarl.family.oracle import play
+from metarl.learn.adaptation import Actor, Adaptation, BlockEpisodes, block_sizes
 from metarl.learn.learner import Learner
 from metarl.process import seeded_global_rng
 from metarl.registry import get_family, register_learner
@@ -93,17 +93,21 @@ class RandomAdaptation(Adaptation):
 class RandomBaseline(_Untrained):
     """Uniform random actions (no learning)."""
 
-    def adaptation(self, tasks: Sequence[Any], adapt_steps: int, episodes: int,
+    def adaptation(self, tasks: Sequence[Any], adapt_steps: int, episodes: BlockEpisodes,
                    seed: int) -> RandomAdaptation:
         seeds = np.random.SeedSequence([seed, _SEED_STREAM]).generate_state(adapt_steps + 1)
-        returns = [self._returns(tasks, episodes, int(block_seed)) for block_seed in seeds]
-        return RandomAdaptation(returns, self.family.action_space)
+        blocks = [self._play(tasks, size, int(block_seed)) for size, block_seed in
+                  zip(block_sizes(adapt_steps, episodes), seeds, strict=True)]
+        successes = [s for _, s in blocks if s is not None]
+        return RandomAdaptation([r for r, _ in blocks], self.family.action_space,
+                                successes=successes or None)
 
-    def _returns(self, tasks: Sequence[Any], episodes: int, seed: int) -> np.ndarray:
-        """Mean return per task of ``episodes`` episodes of uniform random actions."""
+    def _play(self, tasks: Sequence[Any], episodes: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean return (and success) per task of ``episodes`` episodes of random actions."""
         space = batch_space(self.family.action_space, len(tasks) * episodes)
         space.seed(seed)
-        return policy_returns(self.family, tasks, episodes, seed, lambda env: space.sample())
+        return play(self.family, tasks, episodes, seed, lambda env: space.sample())
 
 
 class TaskEnv(gym.Wrapper):
@@ -182,9 +186,15 @@ class _PPOBaseline(Learner):
         """The parameters every test task's PPO starts from (None: a fresh policy)."""
         return None
 
-    def adaptation(self, tasks: Sequence[Any], adapt_steps: int, episodes: int,
+    def adaptation(self, tasks: Sequence[Any], adapt_steps: int, episodes: BlockEpisodes,
                    seed: int) -> PPOAdaptation:
         from stable_baselines3.common.evaluation import evaluate_policy
+
+        sizes = block_sizes(adapt_steps, episodes)
+        if len(set(sizes)) > 1:
+            raise ConfigError(f"{self.name} fine-tunes on blocks of one size; it has no "
+                              "Meta-World protocol (blocks of different sizes)")
+        episodes = sizes[0]
 
         family, horizon = self.family, self.family.max_episode_steps
         start = self.start_parameters()

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from metarl.config import ConfigError, option
+from metarl.learn.adaptation import BlockEpisodes
 from metarl.learn.learner import Learner
-from metarl.learn.memory import Memory, MemoryAdaptation, trial_adaptation
+from metarl.learn.memory import Memory, MemoryAdaptation, trial_adaptation, trial_metrics
 from metarl.process import seeded_global_rng
 from metarl.registry import register_learner
 from metarl.rollout.trials import ActionCodec
@@ -171,12 +172,9 @@ class RL2(Learner):
         done = time.perf_counter()
         steps = model.num_timesteps - steps_before
         self.env_steps += steps
-        first, last, trials = self._trial_returns()
         logged = model.logger.name_to_value
         return {
-            "return_before": first,
-            "return_after": last,
-            "trial_return": trials,
+            **trial_metrics(self.envs.pop_completed()),
             "entropy": -float(logged["train/entropy_loss"]),
             "approx_kl": float(logged["train/approx_kl"]),
             "clip_fraction": float(logged["train/clip_fraction"]),
@@ -187,16 +185,8 @@ class RL2(Learner):
             "update_seconds": done - timer.marks["rollout_end"],
         }
 
-    def _trial_returns(self) -> tuple[float, float, float]:
-        """Mean return of the first and the last completed episode of the trials finished since
-        the last call, and their mean total reward."""
-        trials = self.envs.pop_completed()
-        return (float(np.mean([trial.returns[0] for trial in trials])),
-                float(np.mean([trial.returns[-1] for trial in trials])),
-                float(np.mean([trial.total for trial in trials])))
-
     def adaptation(
-        self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+        self, tasks: Sequence[Any], adapt_steps: int, episodes: BlockEpisodes, seed: int
     ) -> MemoryAdaptation:
         """One trial of ``(adapt_steps + 1) * episodes`` episodes per task, every task at once
         (:func:`trial_adaptation`)."""

@@ -171,6 +171,7 @@ class MazeEnv(ArrayEnv):
 
     ## Episode End
     Terminates when the agent enters the goal cell; truncated after 40 steps (registration).
+    Entering the goal cell is a success (`info["success"]`).
 
     ## Arguments
     `gymnasium.make("metarl/Maze-v0", task={"goal": [0, 5], "layout": 1}, render_mode=...)`.
@@ -252,6 +253,7 @@ class Maze(ArrayFamily):
     env_class = MazeEnv
     observation_space = gym.spaces.Box(0.0, 1.0, shape=(N_CELLS,), dtype=np.float32)
     action_space = gym.spaces.Discrete(len(MOVES))
+    success_key = "success"
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[MazeTask]:
         return [TRAIN_TASKS[i] for i in rng.integers(len(TRAIN_TASKS), size=n)]
@@ -285,6 +287,10 @@ class Maze(ArrayFamily):
 
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return (state["cell"][:, None] == np.arange(N_CELLS)).astype(np.float32)
+
+    def succeeded(self, state: State, params: TaskArrays) -> np.ndarray:
+        """In the goal cell."""
+        return state["cell"] == params["goal"]
 
     def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
         """A move along a shortest path to the goal (the first move, in action order, whose

@@ -57,7 +57,8 @@ class Navigation2DEnv(ArrayEnv):
     Minus the Euclidean distance to the goal after each move.
 
     ## Episode End
-    Terminates within 0.01 of the goal; truncated after 100 steps (registration).
+    Terminates within 0.01 of the goal; truncated after 100 steps (registration). A step
+    within 0.01 of the goal is a success (`info["success"]`).
 
     ## Arguments
     `gymnasium.make("metarl/Navigation2D-v0", task={"goal": [0.3, -0.1]}, render_mode=...)`.
@@ -110,6 +111,7 @@ class Navigation2D(ArrayFamily):
     env_class = Navigation2DEnv
     observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
     action_space = gym.spaces.Box(-MAX_STEP, MAX_STEP, shape=(2,), dtype=np.float32)
+    success_key = "success"
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:
         goals = rng.uniform(-TRAIN_HALF_WIDTH, TRAIN_HALF_WIDTH, size=(n, 2))
@@ -139,6 +141,11 @@ class Navigation2D(ArrayFamily):
 
     def observe(self, state: State, params: TaskArrays) -> np.ndarray:
         return state["position"]
+
+    def succeeded(self, state: State, params: TaskArrays) -> np.ndarray:
+        """Within 0.01 of the goal (what ends an episode early)."""
+        offset = state["position"] - params["goal"]
+        return np.hypot(offset[:, 0], offset[:, 1]) < GOAL_RADIUS
 
     def oracle_action(self, state: State, params: TaskArrays) -> np.ndarray:
         """Straight at the goal, each coordinate's step clipped to 0.1: the move to the point

@@ -113,15 +113,20 @@ class MetaLearner:
         return rows
 
     def evaluate(self, split: str = "test", n_tasks: int = 40, adapt_steps: int = 3,
-                 episodes: int = 20, seed: int = 0) -> EvaluationResult:
+                 episodes: int = 20, seed: int = 0, protocol: str = "blocks",
+                 eval_episodes: int = 3) -> EvaluationResult:
         """Adaptation on ``n_tasks`` held-out tasks of ``split`` (drawn with ``seed``), as
-        ``metarl evaluate`` measures it: ``adapt_steps + 1`` blocks of ``episodes`` episodes."""
+        ``metarl evaluate`` measures it: ``adapt_steps + 1`` blocks of ``episodes`` episodes,
+        or with ``protocol="metaworld"`` ``adapt_steps`` blocks of ``episodes`` adaptation
+        episodes and then ``eval_episodes`` evaluation episodes."""
         settings = from_dict(EvaluationConfig, {"split": split, "test_tasks": n_tasks,
                                                 "adapt_steps": adapt_steps,
-                                                "episodes": episodes, "seed": seed},
+                                                "episodes": episodes, "seed": seed,
+                                                "protocol": protocol,
+                                                "eval_episodes": eval_episodes},
                              what="evaluation setting")
         tasks = held_out_tasks(self.family, settings.test_tasks, settings.seed, settings.split)
-        return evaluate(self.learner, tasks, settings.adapt_steps, settings.episodes,
+        return evaluate(self.learner, tasks, settings.adapt_steps, settings.block_episodes,
                         settings.seed, settings.split)
 
     def adapt(self, task: Any, episodes: int = 20, steps: int = 1, seed: int = 0

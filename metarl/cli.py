@@ -151,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     learner = run.load(resolve_device(args.device))
     tasks = held_out_tasks(learner.family, evaluation.test_tasks, evaluation.seed,
                            evaluation.split)
-    result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
+    result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.block_episodes,
                       evaluation.seed, evaluation.split)
     print(format_table(result))
     print(f"({result.wall_seconds:.1f} s)")
@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("run_dir", help="a run directory written by `metarl train`")
     watch.add_argument("--task", help='the task as JSON, e.g. \'{"goal": [0.3, -0.1]}\'')
-    _add_evaluation(watch, skip=("test_tasks",), defaults=WATCH_DEFAULTS)
+    _add_evaluation(watch, skip=("test_tasks", "protocol", "eval_episodes"),
+                    defaults=WATCH_DEFAULTS)
     watch.add_argument("--deterministic", action="store_true",
                        help="act with the policy's mean (mode) instead of sampling")
     watch.add_argument("--record", metavar="DIR",

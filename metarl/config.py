@@ -169,9 +169,22 @@ class EvaluationConfig:
     split: str = option("test", "held-out split: test, or ood where the family has one")
     seed: int = option(0, "seed of the held-out split and of evaluation sampling", min=0,
                        max=MAX_SEED)
+    protocol: str = option(
+        "blocks", "'blocks': adapt-steps + 1 blocks of --episodes episodes; 'metaworld': "
+        "adapt-steps blocks of --episodes adaptation episodes, then --eval-episodes "
+        "evaluation episodes (Meta-World's protocol: 10 then 3)", choices=("blocks", "metaworld"))
+    eval_episodes: int = option(3, "metaworld protocol: evaluation episodes after adapting",
+                                min=1, max=MAX_COLUMNS)
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @property
+    def block_episodes(self) -> list[int]:
+        """The episodes of each of the ``adapt_steps + 1`` blocks."""
+        if self.protocol == "metaworld":
+            return [self.episodes] * self.adapt_steps + [self.eval_episodes]
+        return [self.episodes] * (self.adapt_steps + 1)
 
 
 def from_dict(cls: type, data: Mapping[str, Any], what: str = "config") -> Any:

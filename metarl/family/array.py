@@ -45,6 +45,12 @@ class ArrayFamily(TaskFamily):
     def task_params(self, tasks: Sequence[Any]) -> TaskArrays:
         """Stack the tasks' parameters into arrays with leading dimension ``len(tasks)``."""
 
+    def succeeded(self, state: State, params: TaskArrays) -> np.ndarray:
+        """Whether each column's state achieves its task, ``[B]`` bool: families that define
+        success set ``success_key = "success"`` and override this; both their envs then
+        report it in every step's ``info`` (an episode succeeds if any of its steps does)."""
+        raise NotImplementedError(f"family {self.name!r} defines no success")
+
     @abc.abstractmethod
     def initial_state(self, params: TaskArrays, rng: BatchRNG) -> State:
         """Start states for a batch."""
@@ -145,7 +151,11 @@ class ArrayEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         obs = _observation(self.family, self.state, self.params)[0]
-        return obs, self.last_reward, bool(terminated[0]), False, {}
+        info = {}
+        if self.family.success_key is not None:
+            info[self.family.success_key] = bool(self.family.succeeded(self.state,
+                                                                       self.params)[0])
+        return obs, self.last_reward, bool(terminated[0]), False, info
 
     def _start_episode(self) -> None:
         self.steps = 0
@@ -253,4 +263,7 @@ class ArrayVectorEnv(BatchedEnv):
         self._steps += 1
         truncated = (self._steps >= self.horizon) & ~self._done
         obs = _observation(self.family, state, self.params)
-        return obs, np.asarray(reward, dtype=np.float64), self._done.copy(), truncated, {}
+        info = {}
+        if self.family.success_key is not None:
+            info[self.family.success_key] = self.family.succeeded(state, self.params) & ~done
+        return obs, np.asarray(reward, dtype=np.float64), self._done.copy(), truncated, info

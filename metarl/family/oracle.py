@@ -39,6 +39,12 @@ def oracle_returns(
     after an episode terminates count nothing. A family without an oracle raises
     :class:`~metarl.config.ConfigError`.
     """
+    return oracle_play(family, tasks, episodes, seed)[0]
+
+
+def oracle_play(family: TaskFamily, tasks: Sequence[Any], episodes: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`oracle_returns` with the share of episodes that succeeded (:func:`play`)."""
     if not has_oracle(family):
         name = getattr(family, "name", type(family).__name__)
         raise ConfigError(
@@ -46,11 +52,12 @@ def oracle_returns(
             "here (a family provides one by implementing ArrayFamily.oracle_action)"
         )
     assert isinstance(family, ArrayFamily)
+
     def act(env: BatchedEnv) -> np.ndarray:
         native = cast(ArrayVectorEnv, env)
         return family.oracle_action(native.state, native.params)
 
-    return policy_returns(family, tasks, episodes, seed, act)
+    return play(family, tasks, episodes, seed, act)
 
 
 def policy_returns(
@@ -59,6 +66,15 @@ def policy_returns(
     """The mean undiscounted return per task, ``[len(tasks)]``, of the policy ``act`` (the
     oracle, or a reference policy such as a random or a greedy one), played as
     :func:`oracle_returns` plays the oracle."""
+    return play(family, tasks, episodes, seed, act)[0]
+
+
+def play(
+    family: TaskFamily, tasks: Sequence[Any], episodes: int, seed: int, act: Actor
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``episodes`` episodes of every task played at once by ``act``: each task's mean
+    undiscounted return, and the share of its episodes that succeeded (None for a family
+    without success)."""
     if not tasks:
         raise ConfigError("oracle returns need at least one task")
     if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
@@ -66,12 +82,18 @@ def policy_returns(
     env = family.make_vector_env(tasks, int(episodes))
     env.reset(seed=seed)
     totals = np.zeros(env.num_envs)
+    succeeded = np.zeros(env.num_envs, dtype=bool)
     alive = np.ones(env.num_envs, dtype=bool)
     for _ in range(family.max_episode_steps):
-        _, reward, terminated, _, _ = env.step(act(env))
+        _, reward, terminated, _, info = env.step(act(env))
         totals += np.where(alive, reward, 0.0)
+        if family.success_key is not None:
+            succeeded |= np.asarray(info[family.success_key], dtype=np.bool_) & alive
         alive &= ~terminated
         if not alive.any():
             break
     env.close()
-    return totals.reshape(len(tasks), int(episodes)).mean(axis=1)
+    shape = (len(tasks), int(episodes))
+    successes = (succeeded.reshape(shape).mean(axis=1) if family.success_key is not None
+                 else None)
+    return totals.reshape(shape).mean(axis=1), successes

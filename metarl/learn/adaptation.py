@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from metarl.policies.mlp import MLPPolicy
 from metarl.policies.params import Params, is_per_task
+
+BlockEpisodes = int | Sequence[int]
+"""Episodes per block: one number for every block, or one per block (the Meta-World protocol:
+adaptation episodes, then evaluation episodes)."""
+
+
+def block_sizes(adapt_steps: int, episodes: BlockEpisodes) -> list[int]:
+    """The episodes of each of the ``adapt_steps + 1`` blocks."""
+    if isinstance(episodes, int):
+        return [episodes] * (adapt_steps + 1)
+    sizes = [int(e) for e in episodes]
+    if len(sizes) != adapt_steps + 1 or min(sizes) < 1:
+        raise ValueError(f"need {adapt_steps + 1} block sizes >= 1, got {sizes}")
+    return sizes
 
 
 class Actor(abc.ABC):
@@ -79,6 +93,9 @@ class Adaptation(abc.ABC):
     episodes of block ``k`` on task ``i``."""
 
     returns: list[np.ndarray]
+    successes: list[np.ndarray] | None = field(default=None, kw_only=True)
+    """``successes[k][i]``: the share of block ``k``'s episodes on task ``i`` that succeeded,
+    for families that define success (None otherwise, or where a learner cannot tell)."""
 
     @abc.abstractmethod
     def actor(self, task: int, blocks: Sequence[int] | None = None) -> Actor:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from metarl.config import TrainConfig
 from metarl.family.base import TaskFamily
-from metarl.learn.adaptation import ParamsAdaptation
+from metarl.learn.adaptation import BlockEpisodes, ParamsAdaptation, block_sizes
 from metarl.learn.advantages import advantages
 from metarl.learn.learner import Learner, Timer
 from metarl.learn.surrogates import policy_gradient_step
@@ -68,6 +68,15 @@ class Rollouts:
     the learner keeps one (see :attr:`GradientLearner.second_order`)."""
 
 
+def success_metrics(before: EpisodeBatch, after: EpisodeBatch) -> dict[str, float]:
+    """``success_before`` and ``success_after`` (the share of episodes that succeeded) where
+    the family defines success; nothing otherwise."""
+    if before.successes is None or after.successes is None:
+        return {}
+    return {"success_before": float(before.successes.mean()),
+            "success_after": float(after.successes.mean())}
+
+
 class GradientLearner(Learner):
     """Base of the gradient meta-learners: the policy, its sampler and the meta-iteration."""
 
@@ -100,13 +109,14 @@ class GradientLearner(Learner):
         return {
             "return_before": float(rollouts.before.task_returns().mean()),
             "return_after": float(rollouts.after.batch.task_returns().mean()),
+            **success_metrics(rollouts.before, rollouts.after.batch),
             **stats,
             "env_steps": self.env_steps - steps_before,
             **timer.metrics(),
         }
 
     def adaptation(
-        self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+        self, tasks: Sequence[Any], adapt_steps: int, episodes: BlockEpisodes, seed: int
     ) -> ParamsAdaptation:
         """Block ``k`` samples ``episodes`` episodes per task with the parameters after ``k``
         steps, records their mean return and (before the last block) adapts on them.
@@ -118,16 +128,21 @@ class GradientLearner(Learner):
         params = self.meta_params()
         sets: list[Params] = []
         returns: list[np.ndarray] = []
+        successes: list[np.ndarray] = []
         try:
-            for step in range(adapt_steps + 1):
-                batch = self.sampler.sample(tasks, episodes, params, int(rng.integers(2**31)))
+            for step, size in enumerate(block_sizes(adapt_steps, episodes)):
+                batch = self.sampler.sample(tasks, size, params, int(rng.integers(2**31)))
                 sets.append(params)
                 returns.append(batch.task_returns().cpu().numpy().astype(np.float64))
+                task_successes = batch.task_successes()
+                if task_successes is not None:
+                    successes.append(task_successes.cpu().numpy().astype(np.float64))
                 if step < adapt_steps:
                     params = detach_params(self.adapt_params(params, batch))
         finally:
             self.sampler.generator.set_state(generator_state)
-        return ParamsAdaptation(returns, sets, self.policy, self.device)
+        return ParamsAdaptation(returns, sets, self.policy, self.device,
+                                successes=successes or None)
 
     @property
     def second_order(self) -> bool:

@@ -33,7 +33,7 @@ import torch
 
 from metarl.config import TrainConfig, from_dict
 from metarl.family.base import TaskFamily
-from metarl.learn.adaptation import Adaptation
+from metarl.learn.adaptation import Adaptation, BlockEpisodes
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,12 @@ class Learner(abc.ABC):
 
     @abc.abstractmethod
     def adaptation(
-        self, tasks: Sequence[Any], adapt_steps: int, episodes: int, seed: int
+        self, tasks: Sequence[Any], adapt_steps: int, episodes: BlockEpisodes, seed: int
     ) -> Adaptation:
         """Adapt to every one of ``tasks`` at once: ``adapt_steps + 1`` blocks of ``episodes``
-        episodes per task, seeded by ``seed``; the learner's training state (weights, random
-        state, step count) is left untouched."""
+        episodes per task (one number, or one per block: :func:`block_sizes`), seeded by
+        ``seed``; the learner's training state (weights, random state, step count) is left
+        untouched."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

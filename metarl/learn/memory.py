@@ -24,8 +24,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from metarl.family.base import TaskFamily
-from metarl.learn.adaptation import Actor, Adaptation
-from metarl.rollout.trials import ActionCodec, TrialBatch, flatten_batch
+from metarl.learn.adaptation import Actor, Adaptation, BlockEpisodes, block_sizes
+from metarl.rollout.trials import ActionCodec, Trial, TrialBatch, flatten_batch
 
 Memory = tuple[Tensor, ...]
 EVALUATION_STREAM = 0x2E1
@@ -67,14 +67,17 @@ class MemoryAdaptation(Adaptation):
 
 def trial_adaptation(
     policy: TrialPolicy, family: TaskFamily, tasks: Sequence[Any], adapt_steps: int,
-    episodes: int, seed: int,
+    episodes: BlockEpisodes, seed: int,
 ) -> MemoryAdaptation:
-    """One trial of ``(adapt_steps + 1) * episodes`` episodes on each of ``tasks``, all at once;
-    block ``k`` is episodes ``k*episodes .. (k+1)*episodes - 1``. Env seeds and action noise
-    come from ``seed``. Keeps, per task, the memory at the start of each block (what
+    """One trial of all the blocks' episodes on each of ``tasks``, all at once; block ``k`` is
+    the ``k``-th run of ``block_sizes(adapt_steps, episodes)[k]`` episodes of the trial
+    (``k*E .. (k+1)*E - 1`` for blocks of ``E``). Env seeds and action noise come from
+    ``seed``. Keeps, per task, the memory at the start of each block (what
     :meth:`MemoryAdaptation.actor` plays from)."""
-    blocks = adapt_steps + 1
-    length = blocks * episodes
+    sizes = block_sizes(adapt_steps, episodes)
+    blocks = len(sizes)
+    starts = np.cumsum([0, *sizes])  # the trial's episode index where each block begins
+    length = int(starts[-1])
     n = len(tasks)
     trials = TrialBatch(family, tasks, episodes=length)
     env_seed = int(np.random.SeedSequence([seed, EVALUATION_STREAM]).generate_state(1)[0])
@@ -87,6 +90,7 @@ def trial_adaptation(
     tails = np.zeros((blocks, n, width), np.float32)
     tails[0] = obs[:, -width:]
     returns = np.zeros((n, length))
+    successes = np.zeros((n, length))
     progress = tqdm(total=length * family.max_episode_steps, unit="step", leave=False,
                     desc=f"trials on {n} tasks", disable=None)
     while trials.running.any():
@@ -95,18 +99,38 @@ def trial_adaptation(
         obs = result.observations
         ended = np.flatnonzero(result.episode_ended)
         returns[ended, result.episode_index[ended]] = result.episode_returns[ended]
+        if result.episode_successes is not None:
+            successes[ended, result.episode_index[ended]] = result.episode_successes[ended]
         played = result.episode_index + 1
-        boundary = result.episode_ended & (played < length) & (played % episodes == 0)
+        boundary = result.episode_ended & np.isin(played, starts[1:-1])
         for column in np.flatnonzero(boundary):
-            block = played[column] // episodes
+            block = int(np.searchsorted(starts, played[column]))
             for kept, now in zip(memories[block], memory, strict=True):
                 kept[:, column] = now[:, column]
             tails[block, column] = obs[column, -width:]
         progress.update(1)
     progress.close()
     trials.close()
-    per_block = list(returns.reshape(n, blocks, episodes).mean(axis=2).T)
-    return MemoryAdaptation(per_block, policy, family, memories, tails)
+    per_block = [returns[:, a:b].mean(axis=1) for a, b in zip(starts[:-1], starts[1:])]
+    success_blocks = ([successes[:, a:b].mean(axis=1) for a, b in zip(starts[:-1], starts[1:])]
+                      if family.success_key is not None else None)
+    return MemoryAdaptation(per_block, policy, family, memories, tails,
+                            successes=success_blocks)
+
+
+def trial_metrics(trials: Sequence[Trial]) -> dict[str, float]:
+    """Training metrics of finished trials: the mean return of their first and last completed
+    episodes (``return_before``, ``return_after``), their mean total reward
+    (``trial_return``) and, for a family with success, the share of first and last episodes
+    that succeeded."""
+    metrics = {"return_before": float(np.mean([trial.returns[0] for trial in trials])),
+               "return_after": float(np.mean([trial.returns[-1] for trial in trials])),
+               "trial_return": float(np.mean([trial.total for trial in trials]))}
+    flags = [trial.successes for trial in trials]
+    if flags and all(flag is not None for flag in flags):
+        metrics["success_before"] = float(np.mean([flag[0] for flag in flags if flag]))
+        metrics["success_after"] = float(np.mean([flag[-1] for flag in flags if flag]))
+    return metrics
 
 
 class MemoryActor(Actor):

@@ -30,6 +30,9 @@ class EpisodeBatch:
     episodes_per_task: int
     tasks: tuple[Any, ...] = ()
     """The tasks the episodes were sampled on, in order (empty when unknown)."""
+    successes: Tensor | None = None
+    """``[B]`` 1.0 for an episode that succeeded (at any step), for families that define
+    success (:attr:`metarl.family.base.TaskFamily.success_key`); None otherwise."""
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
         """The same episodes on ``device``."""
@@ -42,6 +45,7 @@ class EpisodeBatch:
             n_tasks=self.n_tasks,
             episodes_per_task=self.episodes_per_task,
             tasks=self.tasks,
+            successes=None if self.successes is None else self.successes.to(device),
         )
 
     @property
@@ -61,6 +65,12 @@ class EpisodeBatch:
     def task_returns(self) -> Tensor:
         """Mean undiscounted return per task, ``[n_tasks]``."""
         return self.returns.view(self.n_tasks, self.episodes_per_task).mean(dim=1)
+
+    def task_successes(self) -> Tensor | None:
+        """Share of each task's episodes that succeeded, ``[n_tasks]`` (None: no success)."""
+        if self.successes is None:
+            return None
+        return self.successes.view(self.n_tasks, self.episodes_per_task).mean(dim=1)
 
     def group(self, x: Tensor) -> Tensor:
         """``[T, B, ...]`` -> ``[n_tasks, T * episodes_per_task, ...]``."""
@@ -94,6 +104,7 @@ class EpisodeBatch:
             n_tasks=self.n_tasks,
             episodes_per_task=columns.numel() // self.n_tasks,
             tasks=self.tasks,
+            successes=None if self.successes is None else self.successes[columns],
         )
 
     @classmethod
@@ -113,4 +124,6 @@ class EpisodeBatch:
             n_tasks=n_tasks,
             episodes_per_task=episodes,
             tasks=tuple(task for batch in batches for task in batch.tasks),
+            successes=None if any(batch.successes is None for batch in batches)
+            else torch.cat([batch.successes for batch in batches if batch.successes is not None]),
         )

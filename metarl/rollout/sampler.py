@@ -85,6 +85,8 @@ class Sampler:
         rewards = np.zeros((horizon, n), dtype=np.float32)
         mask = np.zeros((horizon, n), dtype=np.float32)
         alive = np.ones(n, dtype=bool)
+        success_key: str | None = getattr(self.family, "success_key", None)
+        succeeded = np.zeros(n, dtype=bool) if success_key is not None else None
         batch_shape = (n_tasks, episodes_per_task) if grouped else (n,)
         step_noise = noise.view(horizon, *batch_shape, *noise.shape[2:])
         for t in range(horizon):
@@ -93,8 +95,10 @@ class Sampler:
             action = self.policy.act(obs_t, params, step_noise[t])
             host_actions[t] = action.reshape(n, *self.policy.action_shape).cpu().numpy()
             mask[t] = alive
-            obs, reward, terminated, _, _ = env.step(host_actions[t])
+            obs, reward, terminated, _, info = env.step(host_actions[t])
             rewards[t] = reward
+            if success_key is not None and succeeded is not None:
+                succeeded |= np.asarray(info[success_key], dtype=np.bool_) & alive
             alive &= ~terminated
             if not alive.any():
                 break
@@ -110,5 +114,7 @@ class Sampler:
             n_tasks=n_tasks,
             episodes_per_task=episodes_per_task,
             tasks=tuple(tasks),
+            successes=None if succeeded is None else torch.as_tensor(
+                succeeded.astype(np.float32), device=self.device),
         )
 

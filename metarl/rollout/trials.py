@@ -111,6 +111,8 @@ class Trial:
 
     returns: list[float]
     total: float
+    successes: list[bool] | None = None
+    """Whether each completed episode succeeded (families that define success)."""
 
 
 @dataclass
@@ -130,6 +132,9 @@ class TrialStep:
     """The return of the episode that ended here (0 elsewhere)."""
     episode_index: np.ndarray
     """The index in its trial of the episode this step belonged to."""
+    episode_successes: np.ndarray | None = None
+    """Whether the episode that ended here succeeded at any of its steps (False elsewhere);
+    None for a family without success."""
 
 
 class TrialBatch:
@@ -153,6 +158,7 @@ class TrialBatch:
         self.observation_space = trial_observation_space(family.observation_space, self.codec)
         self.env: BatchedEnv = family.make_vector_env(self.tasks, 1)
         self.n = len(self.tasks)
+        self.success_key = family.success_key
         self.completed: list[Trial] = []
         """Every trial finished since the caller last cleared it."""
         self._last = np.zeros((self.n, self.observation_space.shape[0]), np.float32)
@@ -173,8 +179,10 @@ class TrialBatch:
         self.trial_steps = np.zeros(n, dtype=np.int64)
         self.episode_counts = np.zeros(n, dtype=np.int64)
         self.episode_returns = np.zeros(n)
+        self.episode_succeeded = np.zeros(n, dtype=bool)
         self.totals = np.zeros(n)
         self.returns: list[list[float]] = [[] for _ in range(n)]
+        self.successes: list[list[bool]] = [[] for _ in range(n)]
         self._last = self._observe(obs, np.zeros((n, self.codec.width), np.float32),
                                    np.zeros(n), np.zeros(n, dtype=bool))
         return self._last
@@ -187,16 +195,20 @@ class TrialBatch:
         """Every column takes the policy's action ``actions[i]`` (in :attr:`codec`'s space);
         columns whose trial is over are not counted."""
         running = self.running
-        obs, rewards, terminated, truncated, _ = self.env.step(self.codec.to_env(actions))
+        obs, rewards, terminated, truncated, info = self.env.step(self.codec.to_env(actions))
         rewards = np.where(running, rewards, 0.0)
+        if self.success_key is not None:
+            self.episode_succeeded |= np.asarray(info[self.success_key], dtype=bool) & running
         self.trial_steps += running
         self.episode_returns += rewards
         self.totals += rewards
         ended = (terminated | truncated) & running
         index = self.episode_counts.copy()
         finished = np.where(ended, self.episode_returns, 0.0)
+        succeeded = self.episode_succeeded & ended if self.success_key is not None else None
         for i in np.flatnonzero(ended):
             self.returns[i].append(float(self.episode_returns[i]))
+            self.successes[i].append(bool(self.episode_succeeded[i]))
         self.episode_counts += ended
         over = np.zeros(self.n, dtype=bool)
         if self.episodes is not None:
@@ -205,16 +217,18 @@ class TrialBatch:
             over |= self.trial_steps >= self.steps
         over &= running
         for i in np.flatnonzero(over):
-            self.completed.append(Trial(self.returns[i], float(self.totals[i])))
+            self.completed.append(Trial(self.returns[i], float(self.totals[i]),
+                                        self.successes[i] if self.success_key else None))
         restart = ended & ~over
         if restart.any():
             obs = self.env.reset_columns(restart)
         self.episode_returns[ended] = 0.0
+        self.episode_succeeded[ended] = False
         self.running = running & ~over
         features = self.codec.batch_features(actions)
         self._last = np.where(running[:, None], self._observe(obs, features, rewards, ended),
                               self._last)
-        return TrialStep(self._last, rewards, ended, over, finished, index)
+        return TrialStep(self._last, rewards, ended, over, finished, index, succeeded)
 
     def pop_completed(self) -> list[Trial]:
         """The trials finished since the last call."""

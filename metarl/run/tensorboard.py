@@ -51,7 +51,10 @@ class TensorBoardLog:
         run's iteration."""
         for k, mean, low, high in zip(result.adapt_steps, result.mean_return, result.ci95_low,
                                       result.ci95_high, strict=True):
-            for name, value in (("mean", mean), ("ci95_low", low), ("ci95_high", high)):
+            values = [("mean", mean), ("ci95_low", low), ("ci95_high", high)]
+            if result.success_rate is not None:
+                values.append(("success_rate", result.success_rate[k]))
+            for name, value in values:
                 self.writer.add_scalar(f"evaluation/{result.split}/after_{k}_steps/{name}",
                                        value, iteration)
         self.writer.flush()

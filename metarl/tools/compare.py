@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 from metarl import registry
 from metarl.config import ConfigError, EvaluationConfig, TrainConfig
 from metarl.family.base import TaskFamily, held_out_tasks
-from metarl.family.oracle import has_oracle, oracle_returns
+from metarl.family.oracle import has_oracle, oracle_play
 from metarl.learn.learner import Learner
 from metarl.run.directory import RunDirectory
-from metarl.run.evaluation import EvaluationResult, evaluate
+from metarl.run.evaluation import EvaluationResult, evaluate, success_cell
 from metarl.run.factory import build_learner, resolve_device
 from metarl.run.rundir import (
     RunDirectoryError,
@@ -136,6 +136,7 @@ def compare(
     results: dict[str, Any] = {
         "family": family, "split": evaluation.split, "seed": evaluation.seed,
         "test_tasks": evaluation.test_tasks, "episodes_per_step": evaluation.episodes,
+        "block_episodes": evaluation.block_episodes,
         "adapt_steps": list(range(evaluation.adapt_steps + 1)),
         "tasks": [task_family.task_to_json(task) for task in tasks], "learners": {},
     }
@@ -145,7 +146,8 @@ def compare(
             if entry.algo not in learners:
                 learners[entry.algo] = _obtain(sources[entry.algo], device)
             learner, setup = learners[entry.algo]
-            result = evaluate(learner, tasks, evaluation.adapt_steps, entry.episodes,
+            blocks = replace(evaluation, episodes=entry.episodes).block_episodes
+            result = evaluate(learner, tasks, evaluation.adapt_steps, blocks,
                               evaluation.seed, evaluation.split)
             results["learners"][entry.label] = {**result.to_json(), "setup": setup}
         if has_oracle(task_family):
@@ -166,10 +168,12 @@ def _oracle_row(family: TaskFamily, tasks: Sequence[Any], evaluation: Evaluation
     began = time.perf_counter()
     seeds = np.random.SeedSequence([evaluation.seed, ORACLE_STREAM]).generate_state(
         evaluation.adapt_steps + 1)
-    returns = [oracle_returns(family, tasks, evaluation.episodes, int(seed)) for seed in seeds]
-    result = EvaluationResult.from_returns(returns, family.name, ORACLE, evaluation.split,
-                                           evaluation.episodes, evaluation.seed,
-                                           time.perf_counter() - began)
+    blocks = [oracle_play(family, tasks, size, int(seed))
+              for size, seed in zip(evaluation.block_episodes, seeds, strict=True)]
+    successes = [s for _, s in blocks if s is not None]
+    result = EvaluationResult.from_returns(
+        [r for r, _ in blocks], family.name, ORACLE, evaluation.split, evaluation.block_episodes,
+        evaluation.seed, time.perf_counter() - began, successes or None)
     setup = {"kind": "reference", "trained_here": False, "iterations": 0,
              "training_env_steps": 0, "training_env_steps_counted": True,
              "training_seconds": 0.0,
@@ -283,11 +287,16 @@ def format_comparison(results: Mapping[str, Any]) -> str:
     episodes = results["episodes_per_step"]
     learners = results["learners"]
     steps = results["adapt_steps"]
+    blocks = results.get("block_episodes") or [episodes]
+    protocol = ("" if len(set(blocks)) <= 1 else
+                f" Meta-World's protocol: the last column is {blocks[-1]} evaluation episodes "
+                "after the adaptation episodes.")
     lines = [
         f"# Adaptation on {results['family']} ({results['split']} split)",
         "",
         f"{results['test_tasks']} held-out tasks (seed {results['seed']}), {episodes} real "
-        "episodes per adaptation step unless the row says otherwise (NAME@E). Each cell: mean "
+        f"episodes per adaptation step unless the row says otherwise (NAME@E).{protocol} "
+        "Each cell: mean "
         "undiscounted return over the tasks after k steps (k × E real episodes of the task) "
         "[95% Student-t interval across tasks]. Tasks improved: the share of tasks whose "
         "return after k = 1, 2, ... steps beats their own return before adaptation. Wall "
@@ -312,6 +321,14 @@ def format_comparison(results: Mapping[str, Any]) -> str:
                      f"{'' if setup.get('training_env_steps_counted', True) else '≤ '}"
                      f"{setup.get('training_env_steps', 0):,} | "
                      f"{setup.get('training_seconds', 0.0):.0f} |")
+    rated = {name: r for name, r in learners.items() if r.get("success_rate") is not None}
+    if rated:
+        lines += ["", "Success rate: the share of each task's episodes that succeeded at any "
+                  "step (the family's own success), mean over tasks [95% interval].", "",
+                  "| learner | " + " | ".join(f"k = {k}" for k in steps) + " |",
+                  "|---|" + "---:|" * len(steps)]
+        lines += [f"| {name} | " + " | ".join(success_cell(r, k) for k in steps) + " |"
+                  for name, r in rated.items()]
     lines += ["", "## Setup", ""]
     lines += [f"- **{name}**: {result['setup']['description']}" for name, result in
               learners.items()]

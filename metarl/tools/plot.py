@@ -39,8 +39,11 @@ def adaptation_figure(results: Mapping[str, Any]) -> Figure:
     writes: the mean return vs adaptation step, one line per learner with its 95% band (the
     oracle dashed), and the per-task view: the share of tasks whose return after k steps beats
     their own return before adaptation."""
-    figure = _figure(12.5)
-    returns, improved = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    rated = any(r.get("success_rate") is not None for r in results["learners"].values())
+    figure = _figure(17.0 if rated else 12.5)
+    panels = figure.subplots(1, 3 if rated else 2,
+                             gridspec_kw={"width_ratios": [3, 2, 2] if rated else [3, 2]})
+    returns, improved = panels[0], panels[1]
     for name, result in results["learners"].items():
         style = "--" if name == "oracle" else "-"
         (line,) = returns.plot(result["adapt_steps"], result["mean_return"], marker="o",
@@ -49,6 +52,13 @@ def adaptation_figure(results: Mapping[str, Any]) -> Figure:
             result["adapt_steps"], result["ci95_low"], result["ci95_high"],
             color=line.get_color(), alpha=0.2, linewidth=0,
         )
+        if rated and result.get("success_rate") is not None:
+            panels[2].plot(result["adapt_steps"], [100 * r for r in result["success_rate"]],
+                           marker="o", linestyle=style, color=line.get_color())
+            panels[2].fill_between(result["adapt_steps"],
+                                   [100 * r for r in result["success_ci95_low"]],
+                                   [100 * r for r in result["success_ci95_high"]],
+                                   color=line.get_color(), alpha=0.2, linewidth=0)
         shares = result.get("share_improved", [None])[1:]
         if shares and name != "oracle":
             improved.plot(result["adapt_steps"][1:], [100 * share for share in shares],
@@ -57,7 +67,7 @@ def adaptation_figure(results: Mapping[str, Any]) -> Figure:
     each = f"{results['episodes_per_step']} real episodes each"
     if len(budgets) > 1:
         each += ", E for NAME@E"
-    for axes in (returns, improved):
+    for axes in panels:
         axes.set_xticks(results["adapt_steps"])
         axes.set_xlabel(f"adaptation steps ({each})")
         axes.grid(alpha=0.3)
@@ -67,7 +77,11 @@ def adaptation_figure(results: Mapping[str, Any]) -> Figure:
     improved.set_ylabel("tasks above their return before adaptation (%)")
     improved.set_ylim(0, 100)
     improved.set_title("per task: share of tasks improved")
-    improved.legend(*returns.get_legend_handles_labels(), loc="upper left",
+    if rated:
+        panels[2].set_ylabel("episodes that succeeded (%)")
+        panels[2].set_ylim(0, 100)
+        panels[2].set_title("success rate (bands: 95% CI)")
+    panels[-1].legend(*returns.get_legend_handles_labels(), loc="upper left",
                     bbox_to_anchor=(1.01, 1.0), title="learner")
     return figure
 

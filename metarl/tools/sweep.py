@@ -124,7 +124,7 @@ def run_trial(trial: Trial, evaluation: EvaluationConfig) -> dict[str, float]:
     learner = train(trial.config, trial.run_dir, resume=True, log=None)
     tasks = held_out_tasks(learner.family, evaluation.test_tasks, evaluation.seed,
                            evaluation.split)
-    result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.episodes,
+    result = evaluate(learner, tasks, evaluation.adapt_steps, evaluation.block_episodes,
                       evaluation.seed, evaluation.split)
     write_json(trial.run_dir / EVALUATION_JSON, result.to_json())
     return {"return_before": result.mean_return[0], "return_after": result.mean_return[-1]}
