@@ -130,23 +130,23 @@ def adaptation_trajectory(
     """The learner's adaptation to every one of ``tasks`` (:meth:`Learner.adaptation`):
     ``adapt_steps + 1`` blocks of ``episodes`` episodes per task, seeded by ``seed``, the
     learner's training state left untouched."""
-    sizes = list(episodes) if isinstance(episodes, list | tuple) else [episodes]
-    for size in sizes:
+    given: list[Any] = list(episodes) if isinstance(episodes, list | tuple) else [episodes]
+    for size in given:
         from_dict(EvaluationConfig, {"adapt_steps": adapt_steps, "episodes": size,
                                      "seed": seed}, what="evaluation setting")
     sizes = block_sizes(adapt_steps, episodes)
-    episodes = max(sizes)
+    largest = max(sizes)
     if not tasks:
         raise ConfigError("adapting needs at least one task")
-    if len(tasks) * episodes > MAX_COLUMNS:
-        raise ConfigError(f"{len(tasks):,} tasks x {episodes:,} episodes = "
-                          f"{len(tasks) * episodes:,} episodes at once is more than "
+    if len(tasks) * largest > MAX_COLUMNS:
+        raise ConfigError(f"{len(tasks):,} tasks x {largest:,} episodes = "
+                          f"{len(tasks) * largest:,} episodes at once is more than "
                           f"{MAX_COLUMNS:,}; lower --test-tasks or --episodes")
     check_fits(evaluation_bytes(learner.config, learner.family, len(tasks), adapt_steps,
-                                episodes),
-               f"adapting to {len(tasks):,} tasks in {adapt_steps + 1} blocks of {episodes:,} "
+                                largest),
+               f"adapting to {len(tasks):,} tasks in {adapt_steps + 1} blocks of {largest:,} "
                "episodes", "--test-tasks, --adapt-steps or --episodes")
-    return learner.adaptation(tasks, adapt_steps, sizes if len(set(sizes)) > 1 else episodes,
+    return learner.adaptation(tasks, adapt_steps, sizes if len(set(sizes)) > 1 else largest,
                               seed)
 
 
