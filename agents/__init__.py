@@ -7,4 +7,5 @@ from metarl.agents import (
     mbml,  # noqa: F401
     meml,  # noqa: F401
     rl2,  # noqa: F401
+    varibad,  # noqa: F401
 )

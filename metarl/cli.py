@@ -217,6 +217,15 @@ def _bench(args: argparse.Namespace) -> None:
     families = [_family(name) for name in families]
     result = run_bench(args.family, args.algo, args.device, args.repeats, options,
                        args.scaling, families, args.inner_steps)
+    if args.learners:
+        from metarl.tools.bench import learner_throughput
+
+        shared = parse_json(args.learner_settings, "--learner-settings")
+        if not isinstance(shared, dict):
+            raise ConfigError(f"--learner-settings must be a JSON object, got {shown(shared)}")
+        algos = [registry.get_learner(name).name for name in args.learners.split(",") if name]
+        result["learners"] = learner_throughput(args.family, algos, shared, args.device,
+                                                args.repeats)
     if args.backend == "ray":
         try:
             from metarl.tools.bench import ray_throughput
@@ -396,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--inner-steps", type=int, nargs="*", default=[],
                        help="also time a meta-iteration (and its peak memory, each in a fresh "
                             "process) for these numbers of inner steps, e.g. 1 3 5")
+    bench.add_argument("--learners", default="",
+                       help="comma-separated learners whose training throughput (env steps "
+                            "per second, updates included) and phases to time, e.g. "
+                            "rl2,varibad")
+    bench.add_argument("--learner-settings", default="{}",
+                       help="settings as JSON for --learners (each takes the ones it has), "
+                            "e.g. '{\"meta_batch_size\": 64, \"trial_episodes\": 3}'")
     bench.add_argument("--backend", default="local", choices=("local", "ray"),
                        help="also time the Ray sampler backend against the local one")
     bench.add_argument("--num-workers", type=int, nargs="+", default=[1, 2],

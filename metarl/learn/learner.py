@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -90,6 +90,9 @@ class Learner(abc.ABC):
     trainable: ClassVar[bool] = True
     """False for learners with nothing to learn before the test tasks (``random``,
     ``ppo-scratch``): they run with ``iterations = 0``."""
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    """The learner's own defaults for shared training settings (e.g. ``meta_batch_size``),
+    used where the settings given do not set them."""
     baseline: ClassVar[bool] = False
     """A reference that meta-learners are measured against (``compare``'s verdict names every
     step where one wins)."""

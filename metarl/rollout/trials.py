@@ -135,6 +135,10 @@ class TrialStep:
     episode_successes: np.ndarray | None = None
     """Whether the episode that ended here succeeded at any of its steps (False elsewhere);
     None for a family without success."""
+    next_observations: np.ndarray | None = None
+    """The family's observations after the step, flattened ``[n, obs]``: the state the action
+    led to, also where an episode ended and :attr:`observations` show the next one's start
+    (what a model of the transition and reward is fitted to)."""
 
 
 class TrialBatch:
@@ -219,6 +223,7 @@ class TrialBatch:
         for i in np.flatnonzero(over):
             self.completed.append(Trial(self.returns[i], float(self.totals[i]),
                                         self.successes[i] if self.success_key else None))
+        reached = flatten_batch(self.family.observation_space, obs)
         restart = ended & ~over
         if restart.any():
             obs = self.env.reset_columns(restart)
@@ -228,7 +233,7 @@ class TrialBatch:
         features = self.codec.batch_features(actions)
         self._last = np.where(running[:, None], self._observe(obs, features, rewards, ended),
                               self._last)
-        return TrialStep(self._last, rewards, ended, over, finished, index, succeeded)
+        return TrialStep(self._last, rewards, ended, over, finished, index, succeeded, reached)
 
     def pop_completed(self) -> list[Trial]:
         """The trials finished since the last call."""

@@ -6,7 +6,9 @@ or keywords given. A layer's keys are :class:`~metarl.config.TrainConfig` fields
 learner's own options by their plain names (``max_kl``), or ``algo_options`` (a mapping of
 those). The result records every setting, each learner option included with its default, so
 a run's ``config.json`` says exactly how it was trained even after a default changes. A
-resumed run keeps its saved settings: only :data:`CHANGEABLE_ON_RESUME` may differ.
+resumed run keeps its saved settings: only :data:`CHANGEABLE_ON_RESUME` may differ. A learner
+may set its own defaults for shared settings (:attr:`Learner.defaults`: VariBAD plays 256
+tasks per iteration); what is given overrides them.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ def resolve_settings(*layers: Mapping[str, Any]) -> TrainConfig:
             f"for algo {algo!r}; training settings: "
             f"{', '.join(TRAINING_SETTINGS)}; {algo} options: {', '.join(names) or 'none'}"
         )
-    learner_options = from_dict(registry.get_learner(algo).Options, options,
-                                what=f"{algo} option")
-    return from_dict(TrainConfig, {**settings,
+    learner_class = registry.get_learner(algo)
+    learner_options = from_dict(learner_class.Options, options, what=f"{algo} option")
+    return from_dict(TrainConfig, {**learner_class.defaults, **settings,
                                    "algo_options": dataclasses.asdict(learner_options)})
 
 

@@ -269,6 +269,23 @@ def _gradient_learner(family: str, device: str) -> GradientLearner:
     return learner
 
 
+def learner_throughput(family: str, algos: Sequence[str], settings: dict[str, Any],
+                       device: str, repeats: int) -> dict[str, Any]:
+    """Training throughput of each of ``algos`` on ``family`` with the same ``settings``
+    (each learner takes the ones it has: shared settings, and options such as
+    ``trial_episodes`` that several learners share): the median seconds per iteration, its
+    split into the learner's phases, and training env steps per second, updates included."""
+    from metarl.run.settings import TRAINING_SETTINGS, option_names
+
+    rows = {}
+    for algo in _progress(algos, "learners"):
+        known = set(TRAINING_SETTINGS) | set(option_names(algo))
+        given = {key: value for key, value in settings.items() if key in known}
+        learner = _learner(family, algo, device, given)
+        rows[algo] = {"settings": given, **meta_iteration_seconds(learner, repeats)}
+    return rows
+
+
 class CostlyFamily:
     """``family`` with ``step_seconds`` of extra CPU time per environment step, standing in for
     a slower simulator (busy work, so it slows down like one when cores are shared). The

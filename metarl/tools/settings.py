@@ -43,9 +43,13 @@ def settings_markdown(algos: list[str] | None = None) -> str:
     lines += [f"| `{name}` | `{default}` | {text} |"
               for name, default, text in _rows(TrainConfig, skip=("algo_options",))]
     for algo in names:
-        rows = _rows(registry.get_learner(algo).Options)
-        lines += ["", f"**`{algo}` options**" + ("" if rows else ": none") + ("" if not rows
-                                                                           else ":")]
+        learner = registry.get_learner(algo)
+        rows = _rows(learner.Options)
+        own = "".join(f" `{key}` {list(value) if isinstance(value, tuple) else value!r};"
+                      for key, value in learner.defaults.items())
+        lines += ["", f"**`{algo}` options**" + ("" if rows else ": none")
+                  + (f" (its own defaults:{own.rstrip(';')})" if own else "")
+                  + ("" if not rows else ":")]
         if rows:
             lines += ["", "| option | default | meaning |", "|---|---|---|"]
             lines += [f"| `{name}` | `{default}` | {text} |" for name, default, text in rows]
