@@ -270,11 +270,16 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace) -> None:
     from metarl.run.rundir import check_output_file
-    from metarl.tools.plot import plot_training
+    from metarl.tools.plot import plot_runs, plot_training
 
     if args.out:
         check_output_file(Path(args.out), "--out")
-    print(plot_training(args.run_dir, args.out))
+    if len(args.run_dirs) == 1 and args.x is None:
+        print(plot_training(args.run_dirs[0], args.out))
+        return
+    if not args.out:
+        raise ConfigError("plotting several runs needs --out FILE.png")
+    print(plot_runs(args.run_dirs, args.out, args.x or "env_steps"))
 
 
 WATCH_DEFAULTS = {"adapt_steps": 2}
@@ -442,9 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
                   skip=("family", "algo", "iterations", "seed", "device", "algo_options"))
     compare.set_defaults(run=_compare)
 
-    plot = verbs.add_parser("plot", help="draw a run's training curve from metrics.csv")
-    plot.add_argument("run_dir", help="a run directory written by `metarl train`")
-    plot.add_argument("--out", help="PNG to write (default: RUN_DIR/training.png)")
+    plot = verbs.add_parser("plot", help="draw a run's training curve from metrics.csv (or "
+                            "several runs' curves on one figure)")
+    plot.add_argument("run_dirs", nargs="+", metavar="run_dir",
+                      help="run directories written by `metarl train`")
+    plot.add_argument("--out", help="PNG to write (default, one run: RUN_DIR/training.png)")
+    plot.add_argument("--x", choices=("env_steps", "seconds", "iteration"),
+                      help="x axis of a figure of several runs (default env_steps)")
     plot.set_defaults(run=_plot)
 
     watch = verbs.add_parser(

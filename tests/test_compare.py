@@ -14,7 +14,7 @@ from metarl.registry import get_family
 from metarl.run.factory import build_learner
 from metarl.run.settings import resolve_settings
 from metarl.tools.compare import compare
-from metarl.tools.plot import plot_training
+from metarl.tools.plot import plot_runs, plot_training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SCHEMA = ("family", "algo", "test_tasks", "episodes_per_step", "adapt_steps", "mean_return",
@@ -72,6 +72,16 @@ def test_plot_training_writes_png(comparison: tuple[Path, dict], tmp_path: Path)
     out, _ = comparison
     assert plot_training(out / "runs" / "maml").read_bytes().startswith(PNG_MAGIC)
     assert plot_training(out / "runs" / "maml", tmp_path / "t.png") == tmp_path / "t.png"
+
+
+def test_several_runs_curves_on_one_figure(comparison: tuple[Path, dict], tmp_path: Path
+                                           ) -> None:
+    run = comparison[0] / "runs" / "maml"
+    for x in ("env_steps", "seconds", "iteration"):
+        out = plot_runs([run, run], tmp_path / f"{x}.png", x=x, window=1)
+        assert out.read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(ConfigError, match="--x must be env_steps, seconds or iteration"):
+        plot_runs([run], tmp_path / "bad.png", x="time")
 
 
 def test_random_baseline_is_reproducible() -> None:

@@ -6,9 +6,11 @@ no display and touches no global pyplot state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
 
 from metarl.config import ConfigError
 from metarl.run.rundir import METRICS, atomic_write, read_metrics
@@ -108,3 +110,36 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
     return _save(figure, Path(out) if out else run_dir / "training.png")
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, x: str = "env_steps",
+              window: int = 5) -> Path:
+    """Training curves of several runs on one figure: each run's return before and after
+    adaptation (for learners that adapt in memory, its first and last episode of a trial),
+    smoothed over ``window`` iterations, against the training env steps (``x="env_steps"``),
+    the training seconds (``"seconds"``) or the iteration (``"iteration"``)."""
+    if x not in ("env_steps", "seconds", "iteration"):
+        raise ConfigError(f"--x must be env_steps, seconds or iteration, got {x!r}")
+    figure = _figure(9)
+    axes = figure.add_subplot()
+    for run_dir in map(Path, run_dirs):
+        rows = read_metrics(run_dir, required=("iteration", "return_before", "return_after",
+                                               "env_steps", "iteration_seconds"))
+        if not rows:
+            raise ConfigError(f"{str(run_dir / METRICS)!r} has no complete rows to plot yet")
+        column = {"env_steps": "env_steps", "seconds": "iteration_seconds"}.get(x)
+        xs = (np.cumsum([row[column] for row in rows]) if column
+              else np.array([row["iteration"] for row in rows]))
+        for key, style in (("return_before", "--"), ("return_after", "-")):
+            ys = np.array([row[key] for row in rows])
+            smooth = np.convolve(ys, np.ones(window) / window, mode="valid") if len(ys) >= \
+                window else ys
+            axes.plot(xs[len(xs) - len(smooth):], smooth, style,
+                      label=f"{run_dir.name}: {key.replace('_', ' ')}")
+    axes.set_xlabel({"env_steps": "training env steps", "seconds": "training seconds",
+                     "iteration": "iteration"}[x])
+    axes.set_ylabel(f"mean return (over {window} iterations)")
+    axes.set_title("training curves (dashed: before adaptation / first episode)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    return _save(figure, Path(out))
