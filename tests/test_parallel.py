@@ -1,5 +1,5 @@
 """The batched env stepped in worker processes: exact agreement with SyncBatchedEnv (seeds,
-terminated columns, flags), errors from workers, and workers that end with their parent."""
+terminated columns, flags, restarted columns), errors from workers, and workers that end with their parent."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def test_agrees_with_sync_batched_env_terminations_included(workers: int) -> Non
         assert b[4]["success"].dtype == np.bool_
         ended = b[2]
     assert ended.any()  # some episodes ended, and stayed so
+    # restarting the ended columns (as the trial stepper does) agrees too
+    np.testing.assert_array_equal(sync.reset_columns(ended), parallel.reset_columns(ended))
+    for _ in range(20):
+        actions = rng.integers(2, size=7)
+        a, b = sync.step(actions), parallel.step(actions)
+        for x, y in zip(a[:4], b[:4]):
+            np.testing.assert_array_equal(x, y)
     sync.close()
     parallel.close()
 

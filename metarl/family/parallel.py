@@ -83,6 +83,8 @@ def _worker(index: int, connection: Connection, inherited: list[Connection]) -> 
                 result = envs[handle].reset(seed=seed, options=options)
             elif command == "step":
                 result = envs[handle].step(payload)
+            elif command == "reset_columns":
+                result = envs[handle].reset_columns(payload)
             elif command == "close":
                 closing = envs.pop(handle) if handle in envs else None
                 if closing is not None:
@@ -268,6 +270,13 @@ class ParallelBatchedEnv(BatchedEnv):
         info = {key: np.concatenate([result[4][key] for result in results])
                 for key in self.flags}
         return obs, rewards, terminated, truncated, info
+
+    def reset_columns(self, columns: np.ndarray) -> np.ndarray:
+        columns = np.asarray(columns, dtype=bool)
+        if columns.shape != (self.num_envs,):
+            raise ValueError(f"expected a mask of {self.num_envs} columns, got {columns.shape}")
+        return np.concatenate(self._call("reset_columns",
+                                         [columns[part] for part in self._slices]))
 
     def close_extras(self, **kwargs: Any) -> None:
         opened, self._opened = self._opened, []
