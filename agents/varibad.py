@@ -10,10 +10,14 @@ policy that acts on it, so that it explores a new task as a Bayes-optimal agent 
   episode-end flag, each embedded by a ReLU layer) gives a diagonal Gaussian belief
   ``q(m | tau_:t)`` over a task latent ``m`` (``--latent-size``) after every step; it runs on
   across the episodes of a trial and restarts with the next trial.
-- **Decoder and ELBO.** A reward decoder ``p(r_j | m, s_{j+1})`` reconstructs the whole trial,
+- **Decoder and ELBO.** A reward decoder ``p(r_j | m, x_j)`` reconstructs the whole trial,
   past and future, from every prefix's belief; each belief has a KL to the belief before it
   (the first to ``N(0, I)``). The ELBO is estimated on ``--elbo-terms`` prefixes and
-  ``--decode-targets`` targets drawn per trial. The VAE trains on a buffer of the last
+  ``--decode-targets`` targets drawn per trial. ``x_j`` is the state the step led to,
+  ``s_{j+1}`` (where rewards depend on where the agent is: Navigation2D), or the state and
+  the action ``(s_j, a_j)`` (where they depend on what it did: bandits, tabular MDPs; a
+  bandit's next observation holds the reward itself, which would leave the latent nothing to
+  learn); ``--decoder-inputs auto`` takes the state and action for Discrete actions. The VAE trains on a buffer of the last
   ``--vae-buffer`` trials with its own Adam optimiser (no policy gradient reaches it); the
   first ``--vae-pretrain-iterations`` iterations train only the VAE, on the first
   ``--vae-pretrain-steps`` steps of the trials, so the belief means something before the
@@ -72,6 +76,12 @@ class VariBADOptions:
                                        min=-12.0, max=4.0)
     reward_decoder: tuple[int, ...] = option((64, 32), "hidden layers of the reward decoder",
                                              min=1)
+    decoder_inputs: str = option("auto", "what the reward decoder sees beside the latent: "
+                                         "'state' (the state a step led to), 'state-action' "
+                                         "(the state a step started in and its action) or "
+                                         "'auto' (state-action for Discrete actions, else "
+                                         "state)",
+                                 choices=("auto", "state", "state-action"))
     kl_weight: float = option(0.1, "weight of the KL terms in the ELBO", min=0.0)
     vae_lr: float = option(3e-3, "VAE Adam step size while it pre-trains", above=0.0)
     vae_lr_trained: float = option(5e-4, "VAE Adam step size once the policy trains too",
@@ -195,21 +205,22 @@ class Encoder(nn.Module):
 
 
 class RewardDecoder(nn.Module):
-    """``r_j`` from a latent sample and the state ``s_{j+1}`` the step led to. The first layer
-    is split in a latent part and a state part, so every (belief, target) pair of the ELBO
-    costs one broadcast addition before the hidden layers."""
+    """``r_j`` from a latent sample and the step's decoder input ``x_j`` (see the module
+    docstring). The first layer is split in a latent part and an input part, so every
+    (belief, target) pair of the ELBO costs one broadcast addition before the hidden
+    layers."""
 
-    def __init__(self, latent: int, obs_dim: int, layers: Sequence[int]) -> None:
+    def __init__(self, latent: int, input_dim: int, layers: Sequence[int]) -> None:
         super().__init__()
-        self.obs_fc = nn.Linear(obs_dim, OBS_EMBED)
+        self.obs_fc = nn.Linear(input_dim, OBS_EMBED)
         self.z_fc = nn.Linear(latent, layers[0])
         self.x_fc = nn.Linear(OBS_EMBED, layers[0], bias=False)
         self.net = _mlp([layers[0], *layers[1:], 1], nn.ReLU, out_gain=1.0)
 
-    def pairs(self, z: Tensor, next_obs: Tensor) -> Tensor:
-        """Predicted rewards ``[E, D, B]`` for every latent ``z [E, B, L]`` with every state
-        ``next_obs [D, B, obs]``."""
-        features = self.x_fc(F.relu(self.obs_fc(next_obs)))
+    def pairs(self, z: Tensor, inputs: Tensor) -> Tensor:
+        """Predicted rewards ``[E, D, B]`` for every latent ``z [E, B, L]`` with every decoder
+        input ``inputs [D, B, width]``."""
+        features = self.x_fc(F.relu(self.obs_fc(inputs)))
         return self.net(F.relu(self.z_fc(z)[:, None] + features[None])).squeeze(-1)
 
 
@@ -265,7 +276,7 @@ class Rollout:
     rewards: np.ndarray
     ended: np.ndarray
     episode_time: np.ndarray
-    next_obs: Tensor
+    decoder_inputs: Tensor
 
 
 @register_learner("varibad")
@@ -292,7 +303,10 @@ class VariBAD(Learner):
         self.trial_steps = options.trial_episodes * self.horizon
         device = self.device
         self.encoder = Encoder(self.obs_dim, self.codec.width, options).to(device)
-        self.decoder = RewardDecoder(options.latent_size, self.obs_dim,
+        inputs = options.decoder_inputs
+        self.decode_actions = inputs == "state-action" or (inputs == "auto" and self.discrete)
+        decoder_width = self.obs_dim + (self.codec.width if self.decode_actions else 0)
+        self.decoder = RewardDecoder(options.latent_size, decoder_width,
                                      options.reward_decoder).to(device)
         self.vae_params = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.vae_optimizer = torch.optim.Adam(self.vae_params, lr=options.vae_lr)
@@ -312,7 +326,7 @@ class VariBAD(Learner):
         width = self.codec.width + self.obs_dim + 2
         self.buffer = {  # the last --vae-buffer trials, on the host
             "trial_obs": torch.zeros(0, self.trial_steps, width),
-            "next_obs": torch.zeros(0, self.trial_steps, self.obs_dim),
+            "decoder_inputs": torch.zeros(0, self.trial_steps, decoder_width),
             "rewards": torch.zeros(0, self.trial_steps),
         }
 
@@ -399,7 +413,7 @@ class VariBAD(Learner):
         actions = torch.zeros(steps, n, *(() if self.discrete else (self.codec.width,)),
                               device=device)
         log_probs = torch.zeros(steps, n, device=device)
-        next_obs = torch.zeros(steps, n, self.obs_dim, device=device)
+        reached = torch.zeros(steps, n, self.obs_dim, device=device)
         rewards, ended = np.zeros((steps, n)), np.zeros((steps, n), dtype=bool)
         episode_time = np.zeros((steps, n))
         clock = np.zeros(n)
@@ -416,16 +430,28 @@ class VariBAD(Learner):
             clock[result.episode_ended] = 0
             rewards[t], ended[t] = result.rewards, result.episode_ended
             assert result.next_observations is not None
-            next_obs[t] = torch.as_tensor(result.next_observations, device=device)
+            reached[t] = torch.as_tensor(result.next_observations, device=device)
             obs = torch.as_tensor(result.observations, device=device)
         trials.close()
         return Rollout(trial_obs, inputs, actions, log_probs, rewards, ended, episode_time,
-                       next_obs)
+                       self._decoder_inputs(trial_obs, actions, reached))
+
+    def _decoder_inputs(self, trial_obs: Tensor, actions: Tensor, reached: Tensor) -> Tensor:
+        """What the reward decoder sees of each step ``[T, B, ...]``: the state reached, or the
+        state the step started in and the action's features."""
+        if not self.decode_actions:
+            return reached
+        steps, n = reached.shape[:2]
+        taken = self.codec.batch_features(actions.reshape(steps * n, -1).squeeze(-1)
+                                          .cpu().numpy())
+        return torch.cat([trial_obs[..., :self.obs_dim],
+                          torch.as_tensor(taken, device=self.device).reshape(steps, n, -1)],
+                         dim=-1)
 
     # --- the VAE ---------------------------------------------------------------------------------
     def remember(self, rollout: Rollout) -> None:
         """Add the rollout's trials to the VAE's buffer, dropping the oldest past its size."""
-        new = {"trial_obs": rollout.trial_obs, "next_obs": rollout.next_obs,
+        new = {"trial_obs": rollout.trial_obs, "decoder_inputs": rollout.decoder_inputs,
                "rewards": torch.as_tensor(rollout.rewards, dtype=torch.float32)}
         keep = self.options.vae_buffer
         self.buffer = {key: torch.cat([self.buffer[key], value.transpose(0, 1).cpu()])[-keep:]
@@ -440,7 +466,7 @@ class VariBAD(Learner):
         steps = trials["rewards"].shape[1]
         steps = steps if length <= 0 else min(length, steps)
         trial_obs = trials["trial_obs"][:, :steps].transpose(0, 1).to(self.device)
-        next_obs = trials["next_obs"][:, :steps].transpose(0, 1).to(self.device)
+        decoder_inputs = trials["decoder_inputs"][:, :steps].transpose(0, 1).to(self.device)
         rewards = trials["rewards"][:, :steps].transpose(0, 1).to(self.device)
         n = trial_obs.shape[1]
         mu, logvar = self.encoder.sequence(trial_obs)
@@ -456,7 +482,7 @@ class VariBAD(Learner):
                   torch.arange(steps, device=self.device)[:, None].expand(targets, n))
         m, s = mu[prefix, columns], (0.5 * logvar[prefix, columns]).exp()
         z = m + s * torch.randn(m.shape, generator=gen, device=self.device)
-        predicted = self.decoder.pairs(z, next_obs[target, columns])
+        predicted = self.decoder.pairs(z, decoder_inputs[target, columns])
         error = (predicted - rewards[target, columns][None]).pow(2)
         # an estimate of the sum over every prefix and every target, per trial
         reconstruction = error.sum() * (steps / terms) * (steps / targets) / n
@@ -579,4 +605,7 @@ class VariBAD(Learner):
         self.rng.bit_generator.state = state["rng"]
         self.env_steps = int(state["env_steps"])
         self.iteration = int(state["iteration"])
-        self.buffer = {key: state["buffer"][key] for key in self.buffer}
+        buffer = dict(state["buffer"])
+        if "next_obs" in buffer:  # checkpoints from before --decoder-inputs: states only
+            buffer["decoder_inputs"] = buffer.pop("next_obs")
+        self.buffer = {key: buffer[key] for key in self.buffer}

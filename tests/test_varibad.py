@@ -1,5 +1,5 @@
 """VariBAD: the ELBO's pieces (shapes, the KL against hand-computed values, rewards decoded
-from the states they were earned in), the belief kept across a trial's episodes, checkpoints
+from the states they were earned in or the state and action that earned them), the belief kept across a trial's episodes, checkpoints
 and resume, and (slow) that it learns to adapt within its first episodes on Navigation2D."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_encoder_and_decoder_shapes():
     z, states = torch.zeros(4, 3, 5), torch.zeros(6, 3, learner.obs_dim)
     assert learner.decoder.pairs(z, states).shape == (4, 6, 3)
     loss, info = learner.vae_loss({"trial_obs": torch.zeros(3, 7, width),
-                                   "next_obs": torch.zeros(3, 7, learner.obs_dim),
+                                   "decoder_inputs": torch.zeros(3, 7, learner.obs_dim),
                                    "rewards": torch.zeros(3, 7)})
     assert loss.shape == () and set(info) == {"vae_reward_error", "vae_kl"}
 
@@ -63,13 +63,32 @@ def test_rewards_are_decoded_from_the_states_they_were_earned_in():
                         steps=learner.trial_steps)
     rollout = learner.rollout(trials, seed=0)
     learner.remember(rollout)
-    rewards, reached = learner.buffer["rewards"], learner.buffer["next_obs"]
+    assert not learner.decode_actions  # auto: Navigation2D's Box actions decode states
+    rewards, reached = learner.buffer["rewards"], learner.buffer["decoder_inputs"]
     distance = (reached - torch.tensor(goals, dtype=torch.float32)[:, None]).norm(dim=-1)
     torch.testing.assert_close(rewards, -distance, atol=1e-5, rtol=0)
     ended = torch.as_tensor(rollout.ended.T)
     assert ended.any()  # the check covered steps that ended an episode
     starts = learner.buffer["trial_obs"][:, 1:, :2][ended[:, :-1]]
     assert torch.all(starts == 0)  # ... whose next trial observation is the origin
+
+
+def test_discrete_families_decode_rewards_from_the_state_and_action():
+    """A bandit's reward depends on the arm pulled (and its next observation holds the reward
+    itself): for Discrete actions the decoder sees the state a step started in and the one-hot
+    action taken."""
+    learner = tiny("bandit-10")
+    assert learner.decode_actions
+    trials = TrialBatch(learner.family, learner.family.test_tasks(3), steps=learner.trial_steps)
+    rollout = learner.rollout(trials, seed=0)
+    obs_dim, width = learner.obs_dim, learner.codec.width
+    inputs = rollout.decoder_inputs
+    assert inputs.shape == (learner.trial_steps, 3, obs_dim + width)
+    torch.testing.assert_close(inputs[..., :obs_dim], rollout.trial_obs[..., :obs_dim])
+    one_hot = inputs[..., obs_dim:obs_dim + width]
+    assert torch.equal(one_hot.argmax(-1), rollout.actions.long())
+    assert torch.all(one_hot.sum(-1) == 1)
+    assert not tiny("bandit-10", decoder_inputs="state").decode_actions
 
 
 def test_the_belief_runs_on_across_a_trials_episodes():
