@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The in-memory learners side by side (docs/results/memory/): VariBAD and RL² at equal env
+# steps on Navigation2D, bandit-10, tabular-mdp and maze, evaluated in blocks of one episode
+# of one trial per held-out task (the belief or memory kept throughout), beside the oracle and
+# random rows; and RL² at VariBAD's wall time on Navigation2D. Runs go to runs/results/
+# (resumed if interrupted). About two hours on one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+metarl=${METARL:-.venv/bin/metarl}
+runs=runs/results
+docs=docs/results/memory
+mkdir -p "$docs"
+
+train() {  # train NAME ARGS...: one resumable run directory under $runs
+    local name=$1
+    shift
+    "$metarl" train --seed 0 --out "$runs/$name" --resume "$@"
+}
+
+compare() {  # compare FAMILY TEST_TASKS EPISODES VARIBAD_RUN RL2_RUN: blocks of one episode
+    local family=$1 test_tasks=$2 episodes=$3 varibad=$4 rl2=$5
+    local out=$runs/compare-memory-$family
+    rm -rf "$out"
+    "$metarl" compare --family "$family" --algos varibad,rl2,random --test-tasks "$test_tasks" \
+        --adapt-steps $((episodes - 1)) --episodes 1 --out "$out" \
+        --run "varibad=$runs/$varibad" --run "rl2=$runs/$rl2"
+    mkdir -p "$docs/$family"
+    cp "$out"/results.{json,md} "$out"/adaptation.png "$docs/$family/"
+    "$metarl" plot "$runs/$varibad" "$runs/$rl2" --x env_steps \
+        --out "$docs/$family/training.png"
+}
+
+# Navigation2D: 6.1M env steps each (VariBAD: 80 iterations of 256 trials of 3 episodes; RL²:
+# 610 updates of 20 trials of 5 episodes), and RL² for about VariBAD's 306 s (75 updates).
+train nav-varibad --family navigation2d --algo varibad
+train nav-rl2-long --family navigation2d --algo rl2 --trial-episodes 5 --learning-rate 1e-3 \
+    --iterations 610
+train nav-rl2-wallclock --family navigation2d --algo rl2 --trial-episodes 5 \
+    --learning-rate 1e-3 --iterations 75
+compare navigation2d 200 4 nav-varibad nav-rl2-long
+"$metarl" evaluate "$runs/nav-rl2-wallclock" --test-tasks 200 --adapt-steps 3 --episodes 1 \
+    --json "$docs/navigation2d/rl2-wallclock.json"
+
+# bandit-10 and tabular-mdp (10-step episodes, trials of 10): 1.28M env steps each. A tabular
+# MDP's 50 mean rewards need a larger task latent than a bandit's 10 arms (5).
+for family_latent in bandit-10:5 tabular-mdp:16; do
+    family=${family_latent%:*}
+    train "$family-varibad" --family "$family" --algo varibad --meta-batch-size 64 \
+        --trial-episodes 10 --iterations 200 --latent-size "${family_latent#*:}"
+    train "$family-rl2-memory" --family "$family" --algo rl2 --trial-episodes 10 \
+        --iterations 640
+    compare "$family" 200 10 "$family-varibad" "$family-rl2-memory"
+done
+
+# maze (40-step episodes, trials of 5): 1.28M env steps each.
+train maze-varibad --family maze --algo varibad --meta-batch-size 64 --trial-episodes 5 \
+    --iterations 100
+train maze-rl2-memory --family maze --algo rl2 --trial-episodes 5 --iterations 320
+compare maze 200 5 maze-varibad maze-rl2-memory
