@@ -17,11 +17,11 @@ policy that acts on it, so that it explores a new task as a Bayes-optimal agent 
   ``s_{j+1}`` (where rewards depend on where the agent is: Navigation2D), or the state and
   the action ``(s_j, a_j)`` (where they depend on what it did: bandits, tabular MDPs; a
   bandit's next observation holds the reward itself, which would leave the latent nothing to
-  learn); ``--decoder-inputs auto`` takes the state and action for Discrete actions. The VAE trains on a buffer of the last
-  ``--vae-buffer`` trials with its own Adam optimiser (no policy gradient reaches it); the
-  first ``--vae-pretrain-iterations`` iterations train only the VAE, on the first
-  ``--vae-pretrain-steps`` steps of the trials, so the belief means something before the
-  policy learns to use it.
+  learn); ``--decoder-inputs auto`` takes the state and action for Discrete actions. The VAE
+  trains on a buffer of the last ``--vae-buffer`` trials with its own Adam optimiser (no
+  policy gradient reaches it); the first ``--vae-pretrain-iterations`` iterations train only
+  the VAE, on the first ``--vae-pretrain-steps`` steps of the trials, so the belief means
+  something before the policy learns to use it.
 - **Policy.** PPO (GAE, clipped surrogate, ``--epochs`` of ``--minibatches``) on (observation,
   belief mean, belief log-variance), inputs standardised by running statistics and rewards
   by the running spread of the discounted return; a Gaussian with a state-dependent spread

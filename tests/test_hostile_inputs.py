@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,26 +18,11 @@ import numpy as np
 import pytest
 import torch
 from processes import start_metarl
+from tiny_runs import EVAL, TINY, copy_run
 
 import metarl.run.resources
 from metarl.cli import main
 from metarl.run.rundir import locked
-
-TINY = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8"]
-EVAL = ["--test-tasks", "2", "--adapt-steps", "1", "--episodes", "2"]
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("good") / "run"
-    assert main(["train", "--out", str(run), "--iterations", "1", *TINY]) == 0
-    return run
-
-
-def copy_run(good_run: Path, tmp: Path, name: str = "run") -> Path:
-    run = tmp / name
-    shutil.copytree(good_run, run)
-    return run
 
 
 def edit_checkpoint(run: Path, change) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import TINY, copy_run
 
 import metarl
 from metarl.cli import main
@@ -27,20 +28,6 @@ from metarl.run.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "family_template.py"
-TINY = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8"]
-EVAL = ["--test-tasks", "2", "--adapt-steps", "1", "--episodes", "2"]
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("good") / "run"
-    assert main(["train", "--out", str(run), "--iterations", "1", *TINY]) == 0
-    return run
-
-
-def copy_run(good_run: Path, tmp: Path, name: str = "run") -> Path:
-    shutil.copytree(good_run, tmp / name)
-    return tmp / name
 
 
 def refused(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> str:

@@ -1,5 +1,6 @@
 """The batched env stepped in worker processes: exact agreement with SyncBatchedEnv (seeds,
-terminated columns, flags, restarted columns), errors from workers, and workers that end with their parent."""
+terminated columns, flags, restarted columns), errors from workers, and workers that end
+with their parent."""
 
 from __future__ import annotations
 

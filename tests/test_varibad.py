@@ -1,6 +1,7 @@
 """VariBAD: the ELBO's pieces (shapes, the KL against hand-computed values, rewards decoded
-from the states they were earned in or the state and action that earned them), the belief kept across a trial's episodes, checkpoints
-and resume, and (slow) that it learns to adapt within its first episodes on Navigation2D."""
+from the states they were earned in or from the state and action that earned them), the
+belief kept across a trial's episodes, checkpoints and resume, and (slow) that it learns to
+adapt within its first episodes on Navigation2D."""
 
 from __future__ import annotations
 
