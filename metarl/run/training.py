@@ -52,8 +52,10 @@ def run_iterations(
     if stop > start:
         check_training_fits(config)
     progress = Progress(log, start, stop)
-    progress.say(f"training {config.algo} on {config.family} ({learner.device}), iterations "
-                 f"{start + 1}..{stop}{destination}")
+    span = f"iterations {start + 1}..{stop}" if stop > start else \
+        f"no iterations to run ({start} done)"
+    progress.say(f"training {config.algo} on {config.family} ({learner.device}), "
+                 f"{span}{destination}")
     done = start
     try:
         for iteration in range(start, stop):
