@@ -28,15 +28,18 @@ compare() {  # compare FAMILY TEST_TASKS EPISODES VARIBAD_RUN RL2_RUN: blocks of
     cp "$out"/results.{json,md} "$out"/adaptation.png "$docs/$family/"
     "$metarl" plot "$runs/$varibad" "$runs/$rl2" --x env_steps \
         --out "$docs/$family/training.png"
+    "$metarl" plot "$runs/$varibad" "$runs/$rl2" --x seconds \
+        --out "$docs/$family/training-seconds.png"
 }
 
 # Navigation2D: 6.1M env steps each (VariBAD: 80 iterations of 256 trials of 3 episodes; RL²:
-# 610 updates of 20 trials of 5 episodes), and RL² for about VariBAD's 306 s (75 updates).
+# 610 updates of 20 trials of 5 episodes), and RL² for VariBAD's 306 s of training (96
+# updates at about 3.2 s).
 train nav-varibad --family navigation2d --algo varibad
 train nav-rl2-long --family navigation2d --algo rl2 --trial-episodes 5 --learning-rate 1e-3 \
     --iterations 610
 train nav-rl2-wallclock --family navigation2d --algo rl2 --trial-episodes 5 \
-    --learning-rate 1e-3 --iterations 75
+    --learning-rate 1e-3 --iterations 96
 compare navigation2d 200 4 nav-varibad nav-rl2-long
 "$metarl" evaluate "$runs/nav-rl2-wallclock" --test-tasks 200 --adapt-steps 3 --episodes 1 \
     --json "$docs/navigation2d/rl2-wallclock.json"

@@ -122,7 +122,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, x: str = "env_ste
         raise ConfigError(f"--x must be env_steps, seconds or iteration, got {x!r}")
     figure = _figure(9)
     axes = figure.add_subplot()
-    for run_dir in map(Path, run_dirs):
+    for index, run_dir in enumerate(map(Path, run_dirs)):
         rows = read_metrics(run_dir, required=("iteration", "return_before", "return_after",
                                                "env_steps", "iteration_seconds"))
         if not rows:
@@ -134,7 +134,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, x: str = "env_ste
             ys = np.array([row[key] for row in rows])
             smooth = np.convolve(ys, np.ones(window) / window, mode="valid") if len(ys) >= \
                 window else ys
-            axes.plot(xs[len(xs) - len(smooth):], smooth, style,
+            axes.plot(xs[len(xs) - len(smooth):], smooth, style, color=f"C{index % 10}",
                       label=f"{run_dir.name}: {key.replace('_', ' ')}")
     axes.set_xlabel({"env_steps": "training env steps", "seconds": "training seconds",
                      "iteration": "iteration"}[x])
