@@ -44,19 +44,19 @@ compare navigation2d 200 4 nav-varibad nav-rl2-long
 "$metarl" evaluate "$runs/nav-rl2-wallclock" --test-tasks 200 --adapt-steps 3 --episodes 1 \
     --json "$docs/navigation2d/rl2-wallclock.json"
 
-# bandit-10 and tabular-mdp (10-step episodes, trials of 10): 1.28M env steps each. A tabular
-# MDP's 50 mean rewards need a larger task latent than a bandit's 10 arms (5).
-for family_latent in bandit-10:5 tabular-mdp:16; do
-    family=${family_latent%:*}
-    train "$family-varibad" --family "$family" --algo varibad --meta-batch-size 64 \
-        --trial-episodes 10 --iterations 200 --latent-size "${family_latent#*:}"
-    train "$family-rl2-memory" --family "$family" --algo rl2 --trial-episodes 10 \
-        --iterations 640
-    compare "$family" 200 10 "$family-varibad" "$family-rl2-memory"
-done
-
-# maze (40-step episodes, trials of 5): 1.28M env steps each.
-train maze-varibad --family maze --algo varibad --meta-batch-size 64 --trial-episodes 5 \
-    --iterations 100
-train maze-rl2-memory --family maze --algo rl2 --trial-episodes 5 --iterations 320
-compare maze 200 5 maze-varibad maze-rl2-memory
+# The discrete families, equal env steps for both: bandit-10 (10-step episodes, trials of 10)
+# 1.28M each; tabular-mdp (10-step episodes, trials of 10) and maze (40-step episodes, trials
+# of 5) 2.56M each, where RL² had not levelled off at 1.28M. A tabular MDP's 50 mean rewards
+# need a larger task latent than a bandit's 10 arms (5).
+while read -r family trial latent varibad_iterations rl2_iterations; do
+    train "$family-varibad-$varibad_iterations" --family "$family" --algo varibad \
+        --meta-batch-size 64 --trial-episodes "$trial" --iterations "$varibad_iterations" \
+        --latent-size "$latent"
+    train "$family-rl2-memory" --family "$family" --algo rl2 --trial-episodes "$trial" \
+        --iterations "$rl2_iterations"
+    compare "$family" 200 "$trial" "$family-varibad-$varibad_iterations" "$family-rl2-memory"
+done <<'BUDGETS'
+bandit-10 10 5 200 640
+tabular-mdp 10 16 400 1280
+maze 5 5 200 640
+BUDGETS
