@@ -25,6 +25,11 @@ compare() {  # compare FAMILY TEST_TASKS ALGOS FLAGS...
         "$docs/$family/"
 }
 
+# VariBAD and RL² at equal env steps (docs/results/memory/); the VariBAD runs join the
+# comparisons below as varibad@1: its trials are a few episodes, so it is shown in blocks of
+# one episode (k = 0..3: its first four episodes).
+scripts/memory_results.sh
+
 # Navigation2D: the three meta-learners, RL^2 and the baselines, 200 held-out tasks; MAML and
 # MBML also from 5 real episodes per step (NAME@5).
 train nav-maml --family navigation2d --algo maml --iterations 100
@@ -33,9 +38,9 @@ train nav-mbml --family navigation2d --algo mbml --iterations 100
 train nav-rl2 --family navigation2d --algo rl2 --trial-episodes 5 --learning-rate 1e-3 \
     --iterations 150
 "$metarl" plot "$runs/nav-maml" --out "$docs/navigation2d/maml-training.png"
-compare navigation2d 200 maml,maml@5,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+compare navigation2d 200 maml,maml@5,mbml@5,meml,rl2,varibad@1,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 500000 --run "maml=$runs/nav-maml" --run "meml=$runs/nav-meml" \
-    --run "mbml=$runs/nav-mbml" --run "rl2=$runs/nav-rl2"
+    --run "mbml=$runs/nav-mbml" --run "rl2=$runs/nav-rl2" --run "varibad=$runs/nav-varibad"
 
 # bandit-10: with RL^2 (docs/rl2.md); MBML takes its 3 inner steps in the model.
 train bandit-10-maml --family bandit-10 --algo maml --iterations 60 --inner-lr 0.5
@@ -43,9 +48,10 @@ train bandit-10-mbml --family bandit-10 --algo mbml --iterations 60 --inner-lr 0
     --inner-steps 3 --latent-size 10
 train bandit-10-meml --family bandit-10 --algo meml --inner-steps 3 --iterations 40 --inner-lr 1.0
 train bandit-10-rl2 --family bandit-10 --algo rl2 --iterations 250
-compare bandit-10 200 maml,maml@5,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+compare bandit-10 200 maml,maml@5,mbml@5,meml,rl2,varibad@1,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 20000 --run "maml=$runs/bandit-10-maml" --run "mbml=$runs/bandit-10-mbml" \
-    --run "meml=$runs/bandit-10-meml" --run "rl2=$runs/bandit-10-rl2"
+    --run "meml=$runs/bandit-10-meml" --run "rl2=$runs/bandit-10-rl2" \
+    --run "varibad=$runs/bandit-10-varibad-200"
 "$metarl" evaluate "$runs/bandit-10-rl2" --test-tasks 200 --adapt-steps 9 --episodes 1 \
     --json "docs/results/rl2/bandit-10-rl2-200-tasks-blocks-of-1.json"
 
@@ -63,9 +69,9 @@ train maze-maml --family maze --algo maml --iterations 60
 train maze-meml --family maze --algo meml --inner-steps 3 --iterations 60 --inner-lr 1.0
 train maze-mbml --family maze --algo mbml --iterations 30
 train maze-rl2 --family maze --algo rl2 --trial-episodes 5 --iterations 200
-compare maze 40 maml,maml@5,mbml,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+compare maze 40 maml,maml@5,mbml,mbml@5,meml,rl2,varibad@1,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 20000 --run "maml=$runs/maze-maml" --run "meml=$runs/maze-meml" \
-    --run "mbml=$runs/maze-mbml" --run "rl2=$runs/maze-rl2"
+    --run "mbml=$runs/maze-mbml" --run "rl2=$runs/maze-rl2" --run "varibad=$runs/maze-varibad-200"
 
 # tabular-mdp: 40 held-out tasks; RL^2 with gamma 0.9 and 4 trials per task per update
 # (docs/rl2.md).
@@ -75,10 +81,10 @@ train tabular-mdp-meml --family tabular-mdp --algo meml --inner-steps 3 --iterat
 train tabular-mdp-mbml --family tabular-mdp --algo mbml --iterations 60 --inner-lr 0.5
 train tabular-mdp-rl2 --family tabular-mdp --algo rl2 --gamma 0.9 --rollout-trials 4 \
     --iterations 300
-compare tabular-mdp 40 maml,maml@5,mbml,mbml@5,meml,rl2,ppo-scratch,ppo-finetune,random \
+compare tabular-mdp 40 maml,maml@5,mbml,mbml@5,meml,rl2,varibad@1,ppo-scratch,ppo-finetune,random \
     --pretrain-steps 20000 --run "maml=$runs/tabular-mdp-maml" \
     --run "meml=$runs/tabular-mdp-meml" --run "mbml=$runs/tabular-mdp-mbml" \
-    --run "rl2=$runs/tabular-mdp-rl2"
+    --run "rl2=$runs/tabular-mdp-rl2" --run "varibad=$runs/tabular-mdp-varibad-400"
 
 # The longer MAML runs of the reference configuration.
 train nav-maml-300 --family navigation2d --algo maml --iterations 300
