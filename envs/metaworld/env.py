@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.metaworld.render import OffscreenRenderer
+from metarl.family.drawing import CanvasWindow
 
 MAX_IDLE_SIMULATORS = 200
 """Simulators kept per process for reuse (each holds 7-20 MiB); the least recently used
@@ -57,7 +58,7 @@ upside-down pictures): the arm, the objects and the goal marker, which the agent
 observe, in view."""
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(CanvasWindow, gym.Env):
     """
     ## Description
     One task of a [Meta-World](https://metaworld.farama.org) benchmark (v3 environments,
@@ -126,8 +127,6 @@ class MetaWorldEnv(gym.Env):
         self.render_mode = render_mode
         self.simulator: Any = None
         self._renderer: OffscreenRenderer | None = None
-        self._window: Any = None
-        self._clock: Any = None
         self._set_task(family.coerce_task(task), resolved)
         self.steps = 0
         self.episode_return = 0.0
@@ -215,31 +214,6 @@ class MetaWorldEnv(gym.Env):
         for row, (text, colour) in enumerate(lines):
             canvas.blit(font(24).render(text, True, colour), (10, 6 + 26 * row))
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                f"render() called without a render_mode; use gymnasium.make({self.family.env_id!r}"
-                ", render_mode='rgb_array')"
-            )
-            return None
-        import pygame
-
-        canvas = pygame.Surface(self.render_size)
-        self.draw(canvas)
-        if self.render_mode == "rgb_array":
-            return np.transpose(pygame.surfarray.array3d(canvas), (1, 0, 2))
-        if self._window is None:
-            pygame.init()
-            pygame.display.init()
-            pygame.display.set_caption(self.family.env_id)
-            self._window = pygame.display.set_mode(self.render_size)
-            self._clock = pygame.time.Clock()
-        self._window.blit(canvas, (0, 0))
-        pygame.event.pump()
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-        return None
-
     def _close_renderer(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
@@ -248,11 +222,7 @@ class MetaWorldEnv(gym.Env):
     def close(self) -> None:
         """Hand the simulator back for reuse; the env cannot be used afterwards."""
         self._close_renderer()
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        self.close_window()
         if self.simulator is not None:
             release(self.simulator)
             self.simulator = None

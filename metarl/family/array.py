@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.family.base import TaskFamily
+from metarl.family.drawing import CanvasWindow
 from metarl.family.rng import BatchRNG
 from metarl.family.vector import BatchedEnv
 
@@ -93,7 +94,7 @@ def _observation(family: ArrayFamily, state: State, params: TaskArrays) -> np.nd
     return family.observe(state, params).astype(family.observation_space.dtype, copy=False)
 
 
-class ArrayEnv(gym.Env):
+class ArrayEnv(CanvasWindow, gym.Env):
     """A single env that runs its family's array dynamics with a batch of one.
 
     Family envs subclass it, add the Markdown docstring and implement :meth:`draw`.
@@ -118,8 +119,6 @@ class ArrayEnv(gym.Env):
         self._rng = BatchRNG(np.zeros(1, dtype=np.uint64))
         self.state: State = family.initial_state(self.params, self._rng)
         self._start_episode()
-        self._window: Any = None
-        self._clock: Any = None
 
     def _set_task(self, task: Any) -> None:
         self.task = self.family.coerce_task(task)
@@ -167,41 +166,8 @@ class ArrayEnv(gym.Env):
         """Hook run after every reset and step, before rendering: keep drawing-only history
         (``self.state`` is the new state)."""
 
-    def draw(self, canvas: Any) -> None:
-        """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
-        raise NotImplementedError(f"{type(self).__name__} must implement draw(canvas)")
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                f"render() called without a render_mode; use gymnasium.make({self.family.env_id!r}"
-                ", render_mode='rgb_array')"
-            )
-            return None
-        import pygame
-
-        canvas = pygame.Surface(self.render_size)
-        self.draw(canvas)
-        if self.render_mode == "rgb_array":
-            return np.transpose(pygame.surfarray.array3d(canvas), (1, 0, 2))
-        if self._window is None:
-            pygame.init()
-            pygame.display.init()
-            pygame.display.set_caption(self.family.env_id)
-            self._window = pygame.display.set_mode(self.render_size)
-            self._clock = pygame.time.Clock()
-        self._window.blit(canvas, (0, 0))
-        pygame.event.pump()
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-        return None
-
     def close(self) -> None:
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        self.close_window()
 
 
 class ArrayVectorEnv(BatchedEnv):

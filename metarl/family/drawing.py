@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+
 _FONTS: dict[int, Any] = {}
 
 
@@ -17,3 +20,53 @@ def font(size: int) -> Any:
     if size not in _FONTS:
         _FONTS[size] = pygame.font.Font(None, size)
     return _FONTS[size]
+
+
+class CanvasWindow:
+    """A Gymnasium env's ``render()`` for envs that draw themselves onto a pygame canvas of
+    ``render_size`` (``draw(canvas)``): an RGB array in ``rgb_array`` mode, a window kept
+    open between calls in ``human`` mode (closed by :meth:`close_window`)."""
+
+    render_mode: str | None
+    render_size: tuple[int, int]
+    metadata: dict[str, Any]
+    family: Any
+    _window: Any = None
+    _clock: Any = None
+
+    def draw(self, canvas: Any) -> None:
+        """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement draw(canvas)")
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn(
+                f"render() called without a render_mode; use gymnasium.make({self.family.env_id!r}"
+                ", render_mode='rgb_array')"
+            )
+            return None
+        import pygame
+
+        canvas = pygame.Surface(self.render_size)
+        self.draw(canvas)
+        if self.render_mode == "rgb_array":
+            return np.transpose(pygame.surfarray.array3d(canvas), (1, 0, 2))
+        if self._window is None:
+            pygame.init()
+            pygame.display.init()
+            pygame.display.set_caption(self.family.env_id)
+            self._window = pygame.display.set_mode(self.render_size)
+            self._clock = pygame.time.Clock()
+        self._window.blit(canvas, (0, 0))
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self.metadata["render_fps"])
+        return None
+
+    def close_window(self) -> None:
+        """Close the ``human`` window, if one is open."""
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = None
