@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -52,6 +52,9 @@ from metarl.learn.memory import Memory, MemoryAdaptation, trial_adaptation, tria
 from metarl.policies.mlp import ACTIVATIONS
 from metarl.registry import register_learner
 from metarl.rollout.trials import ActionCodec, TrialBatch
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 OBS_EMBED, ACTION_EMBED, REWARD_EMBED = 32, 16, 16
@@ -137,31 +140,16 @@ class Activation(nn.Module):
         return self.function(x)
 
 
-class RunningStats:
-    """Running mean and variance of vectors (Chan et al.'s parallel update)."""
+def _stats_state(stats: RunningMeanStd) -> dict[str, Any]:
+    """A running mean and variance as checkpoint tensors."""
+    return {"mean": torch.as_tensor(stats.mean), "var": torch.as_tensor(stats.var),
+            "count": float(stats.count)}
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.mean = np.zeros(shape)
-        self.var = np.ones(shape)
-        self.count = 1e-4
 
-    def update(self, x: np.ndarray) -> None:
-        x = x.reshape(-1, *self.mean.shape)
-        mean, var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta = mean - self.mean
-        total = self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def state(self) -> dict[str, Any]:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var),
-                "count": float(self.count)}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.mean = state["mean"].numpy().astype(np.float64)
-        self.var = state["var"].numpy().astype(np.float64)
-        self.count = float(state["count"])
+def _load_stats(stats: RunningMeanStd, state: dict[str, Any]) -> None:
+    stats.mean = state["mean"].numpy().astype(np.float64)
+    stats.var = state["var"].numpy().astype(np.float64)
+    stats.count = float(state["count"])
 
 
 class Encoder(nn.Module):
@@ -316,8 +304,10 @@ class VariBAD(Learner):
                                   config.activation).to(device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=options.learning_rate,
                                           eps=1e-5)
-        self.input_stats = RunningStats((self.in_dim,))
-        self.return_stats = RunningStats(())
+        from stable_baselines3.common.running_mean_std import RunningMeanStd  # 0.4 s to import
+
+        self.input_stats = RunningMeanStd(shape=(self.in_dim,))
+        self.return_stats = RunningMeanStd(shape=())
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
         self.vae_generator = torch.Generator(device=device)
@@ -585,7 +575,8 @@ class VariBAD(Learner):
             "encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
             "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
             "vae_optimizer": self.vae_optimizer.state_dict(),
-            "input_stats": self.input_stats.state(), "return_stats": self.return_stats.state(),
+            "input_stats": _stats_state(self.input_stats),
+            "return_stats": _stats_state(self.return_stats),
             "generator": self.generator.get_state(),
             "vae_generator": self.vae_generator.get_state(),
             "rng": self.rng.bit_generator.state, "env_steps": self.env_steps,
@@ -598,8 +589,8 @@ class VariBAD(Learner):
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.vae_optimizer.load_state_dict(state["vae_optimizer"])
-        self.input_stats.load(state["input_stats"])
-        self.return_stats.load(state["return_stats"])
+        _load_stats(self.input_stats, state["input_stats"])
+        _load_stats(self.return_stats, state["return_stats"])
         self.generator.set_state(state["generator"])
         self.vae_generator.set_state(state["vae_generator"])
         self.rng.bit_generator.state = state["rng"]
