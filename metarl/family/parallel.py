@@ -86,7 +86,7 @@ def _worker(index: int, connection: Connection, inherited: list[Connection]) -> 
             elif command == "reset_columns":
                 result = envs[handle].reset_columns(payload)
             elif command == "close":
-                closing = envs.pop(handle) if handle in envs else None
+                closing = envs.pop(handle, None)
                 if closing is not None:
                     closing.close()
                 result = None

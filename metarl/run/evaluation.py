@@ -76,14 +76,15 @@ class EvaluationResult:
         per_step = [np.asarray(r, dtype=np.float64) for r in returns]
         intervals = [confidence_interval(r) for r in per_step]
         gains = [r - per_step[0] for r in per_step]
+        sizes = block_sizes(len(per_step) - 1, episodes)
         gain_intervals = [confidence_interval(g) for g in gains]
         return cls(
             family=family,
             algo=algo,
             split=split,
             test_tasks=len(per_step[0]),
-            episodes_per_step=block_sizes(len(per_step) - 1, episodes)[0],
-            block_episodes=block_sizes(len(per_step) - 1, episodes),
+            episodes_per_step=sizes[0],
+            block_episodes=sizes,
             adapt_steps=list(range(len(per_step))),
             mean_return=[float(np.mean(r)) for r in per_step],
             ci95_low=[low for low, _ in intervals],
