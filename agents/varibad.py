@@ -106,10 +106,6 @@ class VariBADOptions:
     learning_rate_final: float = option(0.1, "PPO step size at the last iteration, as a "
                                              "fraction of --learning-rate (linear decay)",
                                         above=0.0, max=1.0)
-    std_cap_final: float = option(0.0, "Box actions: if above 0, the policy's standard "
-                                       "deviation is capped, the cap falling geometrically "
-                                       "from e to this value over the PPO iterations (0: the "
-                                       "cap stays e)", min=0.0)
     epochs: int = option(4, "PPO epochs per iteration", min=1)
     minibatches: int = option(16, "PPO minibatches per epoch", min=1)
     clip_range: float = option(0.2, "PPO ratio clip", above=0.0)
@@ -237,16 +233,15 @@ class ActorCritic(nn.Module):
         self.actor = _mlp([in_dim, *hidden, outputs * (1 if discrete else 2)], act, 0.01)
         self.critic = _mlp([in_dim + 2, *hidden, 1], act, 1.0)
 
-    def head(self, x: Tensor, max_log_std: float = MAX_LOG_STD) -> tuple[Tensor, Tensor | None]:
+    def head(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.actor(x)
         if self.discrete:
             return out, None
         mean, raw = out.chunk(2, dim=-1)
-        return mean, raw.clamp(MIN_LOG_STD, max(MIN_LOG_STD, max_log_std))
+        return mean, raw.clamp(MIN_LOG_STD, MAX_LOG_STD)
 
-    def log_prob_entropy(self, x: Tensor, actions: Tensor,
-                         max_log_std: float = MAX_LOG_STD) -> tuple[Tensor, Tensor]:
-        out, log_std = self.head(x, max_log_std)
+    def log_prob_entropy(self, x: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        out, log_std = self.head(x)
         if log_std is None:
             logp_all = F.log_softmax(out, dim=-1)
             logp = logp_all.gather(-1, actions.long()[:, None]).squeeze(-1)
@@ -345,7 +340,7 @@ class VariBAD(Learner):
     def _sample(self, x: Tensor, generator: torch.Generator,
                 deterministic: bool) -> tuple[Tensor, Tensor]:
         """Raw actions for standardised inputs and their log-probabilities."""
-        out, log_std = self.policy.head(x, self.max_log_std())
+        out, log_std = self.policy.head(x)
         if log_std is None:
             logp_all = F.log_softmax(out, dim=-1)
             action = out.argmax(-1) if deterministic else torch.multinomial(
@@ -503,21 +498,6 @@ class VariBAD(Learner):
         return info
 
     # --- PPO -------------------------------------------------------------------------------------
-    def _ppo_iterations(self) -> tuple[int, int]:
-        """PPO iterations done so far and in the whole run."""
-        done = max(0, self.iteration - self.options.vae_pretrain_iterations)
-        return done, max(1, self.config.iterations - self.options.vae_pretrain_iterations)
-
-    def max_log_std(self) -> float:
-        """The policy's log-std cap now: ``--std-cap-final``'s schedule reaches its final value
-        at the last PPO iteration."""
-        final = self.options.std_cap_final
-        if final <= 0:
-            return MAX_LOG_STD
-        done, span = self._ppo_iterations()
-        progress = min(1.0, done / max(1, span - 1))
-        return MAX_LOG_STD + progress * (math.log(final) - MAX_LOG_STD)
-
     def ppo_update(self, rollout: Rollout) -> dict[str, float]:
         options, config = self.options, self.config
         steps, n = rollout.rewards.shape
@@ -547,7 +527,8 @@ class VariBAD(Learner):
         ret = torch.as_tensor(returns.reshape(-1), dtype=torch.float32, device=self.device)
         actions = rollout.actions.reshape(steps * n, *rollout.actions.shape[2:])
         old_log_probs = rollout.log_probs.reshape(-1)
-        done, span = self._ppo_iterations()
+        done = max(0, self.iteration - options.vae_pretrain_iterations)
+        span = max(1, config.iterations - options.vae_pretrain_iterations)
         fraction = 1.0 - min(1.0, done / span) * (1.0 - options.learning_rate_final)
         for group in self.optimizer.param_groups:
             group["lr"] = options.learning_rate * fraction
@@ -558,8 +539,7 @@ class VariBAD(Learner):
                 int(self.rng.integers(2**31)))).to(self.device)
             for k in range(options.minibatches):
                 i = order[k * size:(k + 1) * size]
-                log_probs, entropy = self.policy.log_prob_entropy(x[i], actions[i],
-                                                                  self.max_log_std())
+                log_probs, entropy = self.policy.log_prob_entropy(x[i], actions[i])
                 ratio = (log_probs - old_log_probs[i]).exp()
                 a = (adv[i] - adv[i].mean()) / (adv[i].std() + 1e-8)
                 policy_loss = -torch.min(ratio * a, ratio.clamp(

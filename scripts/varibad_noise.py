@@ -36,8 +36,8 @@ def noise_scaled(scale: float, first_episode_as_trained: bool):
         shift = torch.as_tensor(np.where(scaled, np.log(scale) if scale > 0 else -30.0, 0.0),
                                 dtype=torch.float32)[:, None]
 
-        def shifted_head(x, *cap):
-            mean, log_std = head(x, *cap)
+        def shifted_head(x):
+            mean, log_std = head(x)
             return mean, log_std + shift
         learner.policy.head = shifted_head
         try:

@@ -134,22 +134,6 @@ def test_a_resumed_run_repeats_a_straight_one(tmp_path: Path):
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_the_std_cap_falls_from_e_to_its_final_value_over_the_ppo_iterations():
-    learner = tiny(iterations=5, vae_pretrain_iterations=1, std_cap_final=0.05)
-    caps = []
-    for iteration in range(6):
-        learner.iteration = iteration
-        caps.append(learner.max_log_std())
-    assert caps[0] == caps[1] == pytest.approx(1.0)  # pre-training, then the first PPO step
-    assert caps[-1] == caps[-2] == pytest.approx(math.log(0.05))
-    assert all(later < earlier for earlier, later in zip(caps[1:5], caps[2:5]))
-    x = torch.zeros(3, learner.in_dim)
-    learner.policy.actor[-1].bias.data[learner.codec.width:] = 3.0  # a wide policy
-    _, log_std = learner.policy.head(x, learner.max_log_std())
-    assert torch.allclose(log_std, torch.full_like(log_std, math.log(0.05)))
-    assert tiny().max_log_std() == pytest.approx(1.0)  # no schedule by default
-
-
 def test_its_own_default_batch_and_the_settings_given():
     assert metarl.make("navigation2d", algo="varibad").settings["meta_batch_size"] == 256
     assert metarl.make("navigation2d", algo="varibad",
