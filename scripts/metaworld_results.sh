@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The Meta-World results of the README (docs/results/metaworld/): MAML and RL² on ML1 reach,
 # push and pick-place at about 2M env steps each, evaluated on the held-out goals with
-# Meta-World's protocol (10 adaptation episodes, then 3 evaluation episodes per goal) and with
-# the block protocol. Runs in .venv-mw (Meta-World pins MuJoCo 3.3.0; `make test` builds it).
+# Meta-World's protocol (10 adaptation episodes, then 3 evaluation episodes per goal). Runs in
+# .venv-mw (Meta-World pins MuJoCo 3.3.0; `make test` builds it).
 # Runs go to runs/metaworld/ (resumed if interrupted). FAMILIES (ml1-<env>, ml10, ml45) and ALGOS
 # restrict it; MAML_ITERATIONS and RL2_ITERATIONS change the budget (a larger one resumes a
-# finished run), e.g. FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=10 scripts/metaworld_results.sh.
+# finished run), e.g. FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=12 scripts/metaworld_results.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv-mw/bin/metarl}

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 import metarl
+from metarl.agents.varibad import VariBAD
 
 run = sys.argv[1]
 n_tasks = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 torch.set_num_threads(1)
 learner = metarl.load(run).learner
-if not hasattr(learner, "policy") or learner.policy.discrete:
+if not isinstance(learner, VariBAD) or learner.discrete:
     sys.exit(f"varibad_noise.py: {run} is not a VariBAD run with continuous actions")
 tasks = learner.family.test_tasks(n_tasks, seed=0)
 head = learner.policy.head
