@@ -294,6 +294,34 @@ def test_reused_simulator_behaves_like_a_new_one() -> None:
 
 
 @needs_metaworld
+def test_kept_simulators_stay_within_the_cap_after_a_class_is_leased_empty(monkeypatch) -> None:
+    """A class whose kept simulators were all leased leaves no empty entry for the eviction
+    to trip on (an ML10 run died there at iteration 29)."""
+    class Simulator:
+        closed = 0
+
+        def close(self) -> None:
+            Simulator.closed += 1
+
+    class Reach(Simulator):
+        pass
+
+    class Push(Simulator):
+        pass
+
+    monkeypatch.setattr(env_module, "_IDLE", type(env_module._IDLE)())
+    monkeypatch.setattr(env_module, "MAX_IDLE_SIMULATORS", 3)
+    env_module.release(Reach())
+    assert isinstance(env_module.lease(Reach), Reach)  # Reach's list is now empty
+    assert env_module.idle_simulators() == 0
+    for _ in range(4):
+        env_module.release(Push())
+    assert env_module.idle_simulators() == 3
+    assert Simulator.closed == 1
+    assert isinstance(env_module.lease(Reach), Reach)  # none kept: a new one
+
+
+@needs_metaworld
 def test_episode_is_500_steps() -> None:
     env = gymnasium.make("metarl/ML1-reach-v0")
     env.reset(seed=0)

@@ -28,9 +28,12 @@ _IDLE: OrderedDict[type, list[Any]] = OrderedDict()
 def lease(env_class: type) -> Any:
     """A simulator of ``env_class``: a kept one, or a new one."""
     idle = _IDLE.get(env_class)
-    if idle:
-        return idle.pop()
-    return env_class()
+    if not idle:
+        return env_class()
+    simulator = idle.pop()
+    if not idle:  # no empty lists are kept: release's eviction takes from the oldest class
+        del _IDLE[env_class]
+    return simulator
 
 
 def release(simulator: Any) -> None:
