@@ -5,7 +5,7 @@
 # .venv-mw (Meta-World pins MuJoCo 3.3.0; `make test` builds it).
 # Runs go to runs/metaworld/ (resumed if interrupted). FAMILIES (ml1-<env>, ml10, ml45) and ALGOS
 # restrict it; MAML_ITERATIONS and RL2_ITERATIONS change the budget (a larger one resumes a
-# finished run), e.g. FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=12 scripts/metaworld_results.sh.
+# finished run), e.g. FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=50 scripts/metaworld_results.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv-mw/bin/metarl}
