@@ -41,7 +41,7 @@ def release(simulator: Any) -> None:
     env_class = type(simulator)
     _IDLE.setdefault(env_class, []).append(simulator)
     _IDLE.move_to_end(env_class)
-    while sum(len(kept) for kept in _IDLE.values()) > MAX_IDLE_SIMULATORS:
+    while idle_simulators() > MAX_IDLE_SIMULATORS:
         oldest = next(iter(_IDLE))
         _IDLE[oldest].pop(0).close()
         if not _IDLE[oldest]:
