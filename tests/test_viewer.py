@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,8 @@ from metarl.config import ConfigError, TrainConfig
 from metarl.run.directory import RunDirectory
 from metarl.run.factory import build_learner
 from metarl.run.training import train
-from metarl.tools.viewer import AdaptationView, Window, task_summary
+from metarl.tools import viewer
+from metarl.tools.viewer import AdaptationView, Window, record, task_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +132,32 @@ def test_record_writes_png_frames_and_a_gif(run_dir: Path, tmp_path: Path) -> No
     with Image.open(out / "watch.gif") as gif:
         assert gif.n_frames == 6
         assert gif.size == (480, first.shape[0])
+
+
+def test_ctrl_c_while_a_recording_is_published_waits_for_the_whole_of_it(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "record"
+    view = make_view(run_dir)
+    try:
+        record(view, out, frames=5, width=240)
+        renames = []
+
+        def interrupted_replace(source, target):
+            if not renames:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first frame moves in
+            renames.append(target)
+            return os.rename(source, target)
+
+        monkeypatch.setattr(viewer.os, "replace", interrupted_replace)
+        with pytest.raises(KeyboardInterrupt):
+            record(view, out, frames=3, width=240)
+    finally:
+        view.close()
+    assert len(renames) == 4  # three frames and the GIF, then the interrupt
+    assert sorted(path.name for path in out.glob("frame_*.png")) == [
+        "frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    with Image.open(out / "watch.gif") as gif:
+        assert gif.n_frames == 3
 
 
 def test_keys_drive_the_window(run_dir: Path, tmp_path: Path) -> None:

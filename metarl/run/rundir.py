@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import signal
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -80,8 +81,21 @@ def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], object], bool]]) ->
         for tmp in written.values():
             os.unlink(tmp)
         raise
-    for path, tmp in written.items():
-        os.replace(tmp, path)
+    with uninterruptible():
+        for path, tmp in written.items():
+            os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Hold Ctrl-C and ``SIGTERM`` back while the block runs (they take effect when it ends),
+    so a set of renames that publishes one output is never cut in half."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _check_replaceable(path: Path, flag: str) -> None:

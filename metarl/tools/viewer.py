@@ -29,7 +29,7 @@ from metarl.family.drawing import font
 from metarl.learn.adaptation import Actor
 from metarl.learn.learner import Learner
 from metarl.run.evaluation import adaptation_trajectory
-from metarl.run.rundir import RunDirectoryError, locked
+from metarl.run.rundir import RunDirectoryError, locked, uninterruptible
 
 BACKGROUND = (250, 250, 248)
 TEXT = (30, 30, 30)
@@ -357,8 +357,9 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
     (headless: no window is opened); returns the GIF's path.
 
     The recording is made in a temporary folder inside ``out_dir`` and replaces the previous
-    one (its frames and GIF) only once complete, so an interrupted recording leaves the
-    previous one intact and no stale frames mix with new ones; the folder is locked while
+    one (its frames and GIF) only once complete, in a few renames that Ctrl-C and ``SIGTERM``
+    wait for, so an interrupted recording leaves the previous one intact and no stale frames
+    mix with new ones; the folder is locked while
     recording, and temporary folders a killed recording left are removed first. A write that
     fails (a full disk) ends in a one-line :class:`RunDirectoryError`. The GIF shares one
     palette across frames (taken from a few frames spread over the recording), so unchanged
@@ -390,11 +391,12 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
                 gif = Path(scratch) / GIF
                 next(images).save(gif, save_all=True, append_images=images,
                                   duration=round(1000 / view.fps), loop=0, optimize=True)
-                for old in out_dir.glob("frame_*.png"):
-                    old.unlink()
-                for path in paths:
-                    os.replace(path, out_dir / path.name)
-                os.replace(gif, out_dir / GIF)
+                with uninterruptible():
+                    for old in out_dir.glob("frame_*.png"):
+                        old.unlink()
+                    for path in paths:
+                        os.replace(path, out_dir / path.name)
+                    os.replace(gif, out_dir / GIF)
         except (OSError, pygame.error) as error:
             raise RunDirectoryError(f"the recording in {str(out_dir)!r} could not be written "
                                     f"({error}); the previous one is intact") from None
