@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +139,9 @@ def test_ctrl_c_while_a_recording_is_published_waits_for_the_whole_of_it(
         run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "record"
     view = make_view(run_dir)
+    done = threading.Event()
+    other_thread = threading.Thread(target=done.wait)  # a signal may land on any thread
+    other_thread.start()
     try:
         record(view, out, frames=5, width=240)
         renames = []
@@ -152,6 +156,8 @@ def test_ctrl_c_while_a_recording_is_published_waits_for_the_whole_of_it(
         with pytest.raises(KeyboardInterrupt):
             record(view, out, frames=3, width=240)
     finally:
+        done.set()
+        other_thread.join()
         view.close()
     assert len(renames) == 4  # three frames and the GIF, then the interrupt
     assert sorted(path.name for path in out.glob("frame_*.png")) == [

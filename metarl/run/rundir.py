@@ -19,8 +19,10 @@ import os
 import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from metarl.config import ConfigError
@@ -89,13 +91,26 @@ def write_set(files: Mapping[Path, tuple[Callable[[IO[Any]], object], bool]]) ->
 @contextlib.contextmanager
 def uninterruptible() -> Iterator[None]:
     """Hold Ctrl-C and ``SIGTERM`` back while the block runs (they take effect when it ends),
-    so a set of renames that publishes one output is never cut in half."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    so a set of renames that publishes one output is never cut in half. Python runs signal
+    handlers in the main thread only: in another thread nothing can cut the block, and this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+    previous = {number: signal.signal(number, lambda *caught: held.append(caught))
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for held_number, frame in held[:1]:
+            handler = previous[signal.Signals(held_number)]
+            if callable(handler):
+                handler(held_number, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held_number)
 
 
 def _check_replaceable(path: Path, flag: str) -> None:
