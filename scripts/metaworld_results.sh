@@ -5,8 +5,8 @@
 # .venv-mw (Meta-World pins MuJoCo 3.3.0; `make test` builds it).
 # Runs go to runs/metaworld/ (resumed if interrupted). FAMILIES (ml1-<env>, ml10, ml45) and ALGOS
 # restrict it (ALGOS from maml rl2 varibad); MAML_ITERATIONS, RL2_ITERATIONS and
-# VARIBAD_ITERATIONS change the budget (a larger one resumes a
-# finished run), e.g. FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=50 scripts/metaworld_results.sh.
+# VARIBAD_ITERATIONS change the budget (a larger one resumes a finished run), e.g.
+# FAMILIES=ml10 ALGOS=maml MAML_ITERATIONS=50 scripts/metaworld_results.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv-mw/bin/metarl}
