@@ -17,13 +17,11 @@ import numpy as np
 from metarl.envs.locomotion import drawing
 from metarl.envs.locomotion.base import (
     FRAME_SKIP,
-    DirectionTask,
+    DirectionTasks,
     LocomotionEnv,
     LocomotionFamily,
     box,
     check_real,
-    direction_params,
-    sample_directions,
 )
 from metarl.envs.locomotion.physics import BatchPhysics
 from metarl.family.array import State, TaskArrays
@@ -344,17 +342,10 @@ class AntGoalEnv(AntEnv):
         self.status(canvas)
 
 
-class AntDir(AntFamily):
+class AntDir(DirectionTasks, AntFamily):
     name = "ant-dir"
     env_id = "metarl/AntDir-v0"
-    task_type = DirectionTask
     env_class = AntDirEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return sample_directions(n, rng)
-
-    def task_params(self, tasks: Sequence[DirectionTask]) -> TaskArrays:
-        return direction_params(tasks)
 
     def task_reward(self, state: State, params: TaskArrays) -> np.ndarray:
         return params["direction"] * state["velocity"][:, 0]

@@ -45,14 +45,17 @@ class DirectionTask:
         return self.direction == 1
 
 
-def sample_directions(n: int, rng: np.random.Generator) -> list[DirectionTask]:
-    """Forward or backward with equal probability."""
-    return [DirectionTask(direction=1 if forward else -1) for forward in rng.random(n) < 0.5]
+class DirectionTasks:
+    """The task half of a direction family (mixed in before its family base): forward or
+    backward with equal probability, given to the array family as ``direction``, ``[B]``."""
 
+    task_type = DirectionTask
 
-def direction_params(tasks: Sequence[DirectionTask]) -> TaskArrays:
-    """The directions of ``tasks`` as the array family's task parameters, ``[B]``."""
-    return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
+        return [DirectionTask(direction=1 if forward else -1) for forward in rng.random(n) < 0.5]
+
+    def task_params(self, tasks: Sequence[DirectionTask]) -> TaskArrays:
+        return {"direction": np.array([task.direction for task in tasks], dtype=np.float64)}
 
 
 def check_real(name: str, value: Any, bound: float) -> None:

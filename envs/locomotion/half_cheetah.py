@@ -14,13 +14,11 @@ import numpy as np
 
 from metarl.envs.locomotion import drawing
 from metarl.envs.locomotion.base import (
-    DirectionTask,
+    DirectionTasks,
     LocomotionEnv,
     LocomotionFamily,
     box,
     check_real,
-    direction_params,
-    sample_directions,
 )
 from metarl.family.array import State, TaskArrays
 from metarl.family.rng import BatchRNG
@@ -271,17 +269,10 @@ class HalfCheetahVel(HalfCheetahFamily):
         return -np.abs(velocity - params["velocity"])
 
 
-class HalfCheetahDir(HalfCheetahFamily):
+class HalfCheetahDir(DirectionTasks, HalfCheetahFamily):
     name = "halfcheetah-dir"
     env_id = "metarl/HalfCheetahDir-v0"
-    task_type = DirectionTask
     env_class = HalfCheetahDirEnv
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
-        return sample_directions(n, rng)
-
-    def task_params(self, tasks: Sequence[DirectionTask]) -> TaskArrays:
-        return direction_params(tasks)
 
     def task_reward(self, velocity: np.ndarray, params: TaskArrays) -> np.ndarray:
         return params["direction"] * velocity

@@ -120,14 +120,10 @@ class MetaWorldEnv(CanvasWindow, gym.Env):
         """``family``: the :class:`~metarl.envs.metaworld.family.MetaWorldFamily`;
         ``resolved``: the task's environment class and Meta-World task object, if already
         known (in a worker process), else the family resolves them."""
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
-            )
+        self.set_render_mode(render_mode)
         self.family = family
         self.observation_space = family.observation_space
         self.action_space = family.action_space
-        self.render_mode = render_mode
         self.simulator: Any = None
         self._renderer: OffscreenRenderer | None = None
         self._set_task(family.coerce_task(task), resolved)

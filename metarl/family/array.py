@@ -107,14 +107,10 @@ class ArrayEnv(CanvasWindow, gym.Env):
     render_size: tuple[int, int] = (400, 400)
 
     def __init__(self, family: ArrayFamily, task: Any, render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
-            )
+        self.set_render_mode(render_mode)
         self.family = family
         self.observation_space = family.observation_space
         self.action_space = family.action_space
-        self.render_mode = render_mode
         self._set_task(task)
         self._rng = BatchRNG(np.zeros(1, dtype=np.uint64))
         self.state: State = family.initial_state(self.params, self._rng)

@@ -34,6 +34,14 @@ class CanvasWindow:
     _window: Any = None
     _clock: Any = None
 
+    def set_render_mode(self, render_mode: str | None) -> None:
+        """Keep ``render_mode`` (``None`` or one of ``metadata["render_modes"]``)."""
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
+        self.render_mode = render_mode
+
     def draw(self, canvas: Any) -> None:
         """Draw the current state onto a ``pygame.Surface`` of size :attr:`render_size`."""
         raise NotImplementedError(f"{type(self).__name__} must implement draw(canvas)")
