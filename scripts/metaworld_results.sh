@@ -35,9 +35,10 @@ for family in $families; do
             --ent-coef 0 --ppo-gae-lambda 0.95) ;;
         # VariBAD: 20 tasks x one trial of 3 episodes per iteration (30,000 env steps); 67
         # iterations, 2M. Its reward decoder reads the state a step reached (hand and object
-        # positions), from which a goal's reward follows.
+        # positions), from which a goal's reward follows. 20 VAE steps an iteration (its default
+        # 3 left the belief behind the policy) and a [256, 256] policy.
         varibad) options=(--iterations "$varibad_iterations" --meta-batch-size 20
-            --trial-episodes 3) ;;
+            --trial-episodes 3 --vae-updates 20 --hidden-sizes 256 256) ;;
         *) echo "metaworld_results.sh: unknown algo '$algo'; choose from: maml rl2 varibad" >&2
             exit 2 ;;
         esac
