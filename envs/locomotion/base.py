@@ -49,7 +49,7 @@ class DirectionTasks:
     """The task half of a direction family (mixed in before its family base): forward or
     backward with equal probability, given to the array family as ``direction``, ``[B]``."""
 
-    task_type = DirectionTask
+    task_type: ClassVar[type] = DirectionTask
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[DirectionTask]:
         return [DirectionTask(direction=1 if forward else -1) for forward in rng.random(n) < 0.5]
