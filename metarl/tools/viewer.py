@@ -360,10 +360,9 @@ def record(view: AdaptationView, out_dir: Path, frames: int, width: int | None =
     one (its frames and GIF) only once complete, in a few renames that Ctrl-C and ``SIGTERM``
     wait for, so an interrupted recording leaves the previous one intact and no stale frames
     mix with new ones; the folder is locked while recording, and temporary folders a killed
-    recording left are removed first. A write that
-    fails (a full disk) ends in a one-line :class:`RunDirectoryError`. The GIF shares one
-    palette across frames (taken from a few frames spread over the recording), so unchanged
-    regions cost nothing from frame to frame.
+    recording left are removed first. A write that fails (a full disk) ends in a one-line
+    :class:`RunDirectoryError`. The GIF shares one palette across frames (taken from a few
+    frames spread over the recording), so unchanged regions cost nothing from frame to frame.
     """
     import pygame
     from PIL import Image
