@@ -54,3 +54,19 @@ def test_oracle_returns_script(tmp_path: Path) -> None:
                   "navigation2d,maze", "--tasks", "200", "--episodes", "1")
     assert "| navigation2d | test | -0.54 [" in printed
     assert "| navigation2d | ood |" in printed and "| maze | ood |" in printed
+
+
+def test_evaluate_prior_script_plays_the_prior_beside_the_trial(tmp_path: Path) -> None:
+    import metarl
+
+    metarl.make("navigation2d", algo="varibad", meta_batch_size=4, hidden_sizes=[8],
+                encoder_hidden=8).save(tmp_path / "varibad.pt")
+    metarl.make("navigation2d", algo="maml", hidden_sizes=[8]).save(tmp_path / "maml.pt")
+    printed = run(tmp_path, str(ROOT / "scripts/evaluate_prior.py"), "varibad.pt",
+                  "--test-tasks", "3", "--json", "prior.json")
+    assert "step 0: the prior" in printed and "varibad on navigation2d" in printed
+    saved = json.loads((tmp_path / "prior.json").read_text())
+    assert saved["test_tasks"] == 3 and len(saved["mean_return"]) == 2
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate_prior.py"),
+                              "maml.pt"], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "adapts by gradient steps" in refused.stderr

@@ -16,6 +16,7 @@ import torch
 import metarl
 from metarl.agents.varibad import VariBAD, belief_kl
 from metarl.cli import main
+from metarl.learn.memory import PriorPolicy, TrialPolicy
 from metarl.rollout.trials import TrialBatch
 
 TINY = {"meta_batch_size": 8, "hidden_sizes": [16], "trial_episodes": 2,
@@ -150,3 +151,26 @@ def test_varibad_adapts_within_its_first_episodes_on_navigation2d(tmp_path: Path
     result = learner.evaluate(n_tasks=200, adapt_steps=1, episodes=1, seed=0)
     assert result.ci95_low[1] > result.ci95_high[0], result.mean_return
     assert result.mean_return[0] > -20, result.mean_return
+
+
+@pytest.mark.parametrize("algo, settings", [
+    ("varibad", TINY),
+    ("rl2", {"meta_batch_size": 2, "hidden_sizes": (8,), "hidden_size": 8, "minibatches": 2}),
+])
+def test_the_prior_policy_acts_on_the_observation_alone(algo: str, settings: dict) -> None:
+    learner = metarl.make("navigation2d", algo=algo, **settings).learner
+    assert isinstance(learner, TrialPolicy)
+    width = learner.codec.width + 2  # previous action, reward and flag
+    obs = np.repeat(np.random.default_rng(0).normal(size=(1, 2 + width)), 2, axis=0)
+    obs[1, -width:] += 3.0  # the same state after another history
+    obs = obs.astype(np.float32)
+    memory = tuple(torch.randn(t.shape) for t in learner.initial_memory(2))
+    generator = torch.Generator()
+    played, _ = learner.act(obs, memory, generator, deterministic=True)
+    assert not np.allclose(played[0], played[1])  # the learner itself reads its history
+    prior, _ = PriorPolicy(learner).act(obs, memory, generator, deterministic=True)
+    np.testing.assert_allclose(prior[0], prior[1])
+    start = obs.copy()
+    start[:, -width:] = 0.0
+    first, _ = learner.act(start, learner.initial_memory(2), generator, deterministic=True)
+    np.testing.assert_allclose(prior, first)  # as at a trial's start

@@ -6,7 +6,8 @@ trial. Block ``k`` of its adaptation to a task is episodes ``k*E .. (k+1)*E - 1`
 of ``(K + 1) * E`` episodes (:func:`trial_adaptation`, every task stepped at once through the
 trial stepper), so its blocks line up with a gradient learner's and both get the same
 real-episode budget. Its actor (:class:`MemoryActor`) plays column ``k`` from the memory the
-trial had at the start of block ``k``.
+trial had at the start of block ``k``. :class:`PriorPolicy` plays a learner with its memory
+held at a trial's start: what it does before any evidence of the task.
 
 A memory is a tuple of tensors whose dimension 1 is the column (an LSTM's ``(h, c)`` of shape
 ``[layers, n, units]``, a GRU's ``(h,)``).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ EVALUATION_STREAM = 0x2E1
 """Seeds of the evaluation trials' envs, apart from every training stream."""
 
 
+@runtime_checkable
 class TrialPolicy(Protocol):
     """What :func:`trial_adaptation` and :class:`MemoryActor` need of a learner."""
 
@@ -116,6 +118,30 @@ def trial_adaptation(
                       if family.success_key is not None else None)
     return MemoryAdaptation(per_block, policy, family, memories, tails,
                             successes=success_blocks)
+
+
+class PriorPolicy:
+    """``policy`` acting at every step as it does at a trial's start: from its initial memory,
+    with the previous action, reward and episode-end flag zeroed, so that nothing the trial
+    showed of the task reaches it, only the current observation. Played through
+    :func:`trial_adaptation`, it measures what a learner that adapts in memory does with its
+    prior alone: its "before adapting", where its first episode already adapts."""
+
+    def __init__(self, policy: TrialPolicy) -> None:
+        self.policy = policy
+        self.codec = policy.codec
+        self.device = policy.device
+
+    def initial_memory(self, n: int) -> Memory:
+        return self.policy.initial_memory(n)
+
+    def act(self, observations: np.ndarray, memory: Memory, generator: torch.Generator,
+            deterministic: bool = False) -> tuple[np.ndarray, Memory]:
+        blind = observations.copy()
+        blind[:, -(self.codec.width + 2):] = 0.0  # previous action, reward and flag
+        actions, _ = self.policy.act(blind, self.policy.initial_memory(len(blind)), generator,
+                                     deterministic)
+        return actions, memory
 
 
 def trial_metrics(trials: Sequence[Trial]) -> dict[str, float]:
