@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv-mw/bin/metarl}
+python=${PYTHON:-.venv-mw/bin/python}
 runs=runs/metaworld
 docs=docs/results/metaworld
 families=${FAMILIES:-ml1-reach ml1-push ml1-pick-place}
@@ -48,9 +49,13 @@ for family in $families; do
         "$metarl" evaluate "$runs/$family-$algo" --test-tasks 50 --adapt-steps 1 \
             --episodes 10 --protocol metaworld --eval-episodes 3 \
             --json "$docs/$family-$algo-protocol.json"
-        if [ "$algo" = varibad ]; then  # it adapts within a trial: its first episodes one by one
+        if [ "$algo" = varibad ]; then
+            # it adapts within a trial: its first episodes one by one, and its prior (every
+            # step as at a trial's start) beside its first 3 episodes
             "$metarl" evaluate "$runs/$family-$algo" --test-tasks 50 --adapt-steps 3 \
                 --episodes 1 --json "$docs/$family-$algo-episodes.json"
+            "$python" scripts/evaluate_prior.py "$runs/$family-$algo" --test-tasks 50 \
+                --episodes 3 --json "$docs/$family-$algo-prior.json"
         fi
     done
 done
