@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 metarl=${METARL:-.venv/bin/metarl}
+python=${PYTHON:-.venv/bin/python}
 runs=runs/results
 docs=docs/results/memory
 mkdir -p "$docs"
@@ -43,6 +44,11 @@ train nav-rl2-wallclock --family navigation2d --algo rl2 --trial-episodes 5 \
 compare navigation2d 200 4 nav-varibad nav-rl2-long
 "$metarl" evaluate "$runs/nav-rl2-wallclock" --test-tasks 200 --adapt-steps 3 --episodes 1 \
     --json "$docs/navigation2d/rl2-wallclock.json"
+# each learner's prior (every step as at a trial's start) beside its first episode
+for run in nav-varibad nav-rl2-wallclock; do
+    "$python" scripts/evaluate_prior.py "$runs/$run" --test-tasks 200 --episodes 1 \
+        --json "$docs/navigation2d/${run#nav-}-prior.json"
+done
 
 # The discrete families, equal env steps for both: bandit-10 (10-step episodes, trials of 10)
 # 1.28M each; tabular-mdp (10-step episodes, trials of 10) and maze (40-step episodes, trials
