@@ -88,7 +88,7 @@ def trial_adaptation(
     generator = torch.Generator(device=policy.device)
     generator.manual_seed(seed)
     memories = [tuple(t.clone() for t in memory) for _ in range(blocks)]
-    width = policy.codec.width + 2  # previous action, reward and flag
+    width = policy.codec.tail_width
     tails = np.zeros((blocks, n, width), np.float32)
     tails[0] = obs[:, -width:]
     returns = np.zeros((n, length))
@@ -138,7 +138,7 @@ class PriorPolicy:
     def act(self, observations: np.ndarray, memory: Memory, generator: torch.Generator,
             deterministic: bool = False) -> tuple[np.ndarray, Memory]:
         blind = observations.copy()
-        blind[:, -(self.codec.width + 2):] = 0.0  # previous action, reward and flag
+        blind[:, -self.codec.tail_width:] = 0.0  # previous action, reward and flag
         actions, _ = self.policy.act(blind, self.policy.initial_memory(len(blind)), generator,
                                      deterministic)
         return actions, memory

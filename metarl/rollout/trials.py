@@ -53,6 +53,12 @@ class ActionCodec:
         self.features_space: Any = gym.spaces.flatten_space(self.space)
         self.width = gym.spaces.flatdim(self.space)
 
+    @property
+    def tail_width(self) -> int:
+        """Width of a trial observation's tail: the previous action's features, the previous
+        reward and the episode-end flag (layout: :func:`trial_observation_space`)."""
+        return self.width + 2
+
     def to_env(self, action: np.ndarray) -> np.ndarray:
         """The env's action for the policy's ``action`` (one, or a batch)."""
         if not self.rescale:
