@@ -313,7 +313,7 @@ class VariBAD(Learner):
         self.vae_generator = torch.Generator(device=device)
         self.vae_generator.manual_seed(config.seed + 1)
         self.iteration = 0
-        width = self.codec.width + self.obs_dim + 2
+        width = self.obs_dim + self.codec.tail_width
         self.buffer = {  # the last --vae-buffer trials, on the host
             "trial_obs": torch.zeros(0, self.trial_steps, width),
             "decoder_inputs": torch.zeros(0, self.trial_steps, decoder_width),
