@@ -49,9 +49,9 @@ for family in $families; do
         "$metarl" evaluate "$runs/$family-$algo" --test-tasks 50 --adapt-steps 1 \
             --episodes 10 --protocol metaworld --eval-episodes 3 \
             --json "$docs/$family-$algo-protocol.json"
-        if [ "$algo" = varibad ]; then
-            # it adapts within a trial: its first episodes one by one, and its prior (every
-            # step as at a trial's start) beside its first 3 episodes
+        if [ "$algo" = varibad ] || [ "$algo" = rl2 ]; then
+            # they adapt within a trial: their first episodes one by one, and their prior (every
+            # step as at a trial's start) beside their first 3 episodes
             "$metarl" evaluate "$runs/$family-$algo" --test-tasks 50 --adapt-steps 3 \
                 --episodes 1 --json "$docs/$family-$algo-episodes.json"
             "$python" scripts/evaluate_prior.py "$runs/$family-$algo" --test-tasks 50 \
