@@ -56,6 +56,9 @@ for family in $families; do
                 --episodes 1 --json "$docs/$family-$algo-episodes.json"
             "$python" scripts/evaluate_prior.py "$runs/$family-$algo" --test-tasks 50 \
                 --episodes 3 --json "$docs/$family-$algo-prior.json"
+            # the protocol's evaluation episodes over the prior, paired over goals
+            "$python" scripts/paired_gain.py "$docs/$family-$algo-prior.json" \
+                "$docs/$family-$algo-protocol.json"
         fi
     done
 done

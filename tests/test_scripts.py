@@ -70,3 +70,20 @@ def test_evaluate_prior_script_plays_the_prior_beside_the_trial(tmp_path: Path) 
     refused = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate_prior.py"),
                               "maml.pt"], capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "adapts by gradient steps" in refused.stderr
+
+
+def test_paired_gain_script_compares_two_evaluations_task_by_task(tmp_path: Path) -> None:
+    common = {"family": "ml1-push", "split": "test", "test_tasks": 3, "seed": 0, "algo": "rl2"}
+    base = {**common, "task_returns": [[10.0, 20.0, 30.0]], "task_successes": [[0.0, 0.0, 1.0]]}
+    result = {**common, "task_returns": [[0.0, 0.0, 0.0], [12.0, 26.0, 28.0]],
+              "task_successes": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]}
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    printed = run(tmp_path, str(ROOT / "scripts/paired_gain.py"), "base.json", "result.json")
+    # gains 2, 6, -2 in return (mean +2.0); 100, 100, 0 success points (mean +66.7)
+    assert "return: +2.0 [" in printed and "67% of tasks better, 33% worse" in printed
+    assert "success (points): +66.7 [" in printed
+    (tmp_path / "other.json").write_text(json.dumps({**result, "seed": 1}))
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts/paired_gain.py"), "base.json",
+                              "other.json"], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "differ in seed" in refused.stderr
